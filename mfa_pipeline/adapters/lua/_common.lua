@@ -1,0 +1,29 @@
+-- Shared by every challenge script (prepended when the script is loaded).
+-- A challenge is a hash; `due` is the shard's sorted set of pending challenges by expiry.
+-- Every script reads, decides and writes in one step, so racing processes cannot verify a
+-- challenge twice, exceed its attempt limit or revive an expired one.
+
+local FINAL_TRANSITION = {
+  verified = 'completed', approved = 'completed', denied = 'completed',
+  failed = 'completed', expired = 'expired', locked = 'locked',
+}
+
+local function notify(channel, status)
+  redis.call('PUBLISH', channel, status)
+end
+
+-- Close a pending challenge: final status, out of the expiry index, kept for `retain_ms`.
+local function finish(key, due, id, channel, status, now, retain_ms)
+  redis.call('HSET', key, 'status', status, 'done', now)
+  redis.call('ZREM', due, id)
+  redis.call('PEXPIRE', key, retain_ms)
+  notify(channel, status)
+end
+
+-- Why a challenge cannot change now, or nil when it is pending and unexpired.
+local function blocked(status, exp, now)
+  if not status then return 'not_found' end
+  if status ~= 'pending' then return FINAL_TRANSITION[status] or 'completed' end
+  if now >= tonumber(exp) then return 'expired' end
+  return nil
+end

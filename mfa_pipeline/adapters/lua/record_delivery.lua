@@ -1,0 +1,18 @@
+-- KEYS: challenge, due. ARGV: id, channel, now, retain_ms, seq, delivery status,
+-- provider id, error code, fail challenge (1/0).
+local key, due = KEYS[1], KEYS[2]
+local id, channel, now, retain_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local h = redis.call('HMGET', key, 'status', 'cseq')
+if not h[1] then return {'not_found', '', 0} end
+if tonumber(h[2]) ~= tonumber(ARGV[5]) then return {'stale', h[1], 0} end
+redis.call('HSET', key, 'dst', ARGV[6], 'dupd', now)
+if ARGV[7] ~= '' then redis.call('HSET', key, 'dsid', ARGV[7]) end
+if ARGV[8] ~= '' then redis.call('HSET', key, 'derr', ARGV[8]) end
+if ARGV[6] == 'sent' then redis.call('HSET', key, 'dsent', now) end
+if ARGV[6] == 'failed' or ARGV[6] == 'retrying' then redis.call('HDEL', key, 'chash') end
+if ARGV[9] == '1' and h[1] == 'pending' then
+  finish(key, due, id, channel, 'failed', now, retain_ms)
+  return {'done', 'failed', 0}
+end
+notify(channel, 'delivery:' .. ARGV[6])
+return {'done', h[1], 0}

@@ -1,0 +1,311 @@
+"""Challenges in Redis: one hash per challenge, a sorted set per shard indexing expiry.
+
+Keys carry a `{prefix:sN}` hash tag: a challenge, its user's keys and its shard's expiry
+index share one Redis Cluster slot, so every Lua script touches a single slot.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import redis
+
+from mfa_pipeline.domain.challenges import (
+    Challenge,
+    ChallengePurpose,
+    ChallengeStatus,
+    Delivery,
+    DeliveryStatus,
+    FactorType,
+    RequestContext,
+    is_well_formed_challenge_id,
+    shard_of_challenge,
+)
+from mfa_pipeline.domain.errors import UnavailableError
+from mfa_pipeline.ports import (
+    ChallengeStore,
+    ExpiredChallenge,
+    RateLimiter,
+    StoreResult,
+    Transition,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from mfa_pipeline.domain.limits import RateLimit
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Redis errors that mean "the store is not there right now".
+# A sweep run stops after this many batches per shard; the next run takes the rest.
+MAX_BATCHES_PER_SHARD = 20
+
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def translate_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a lost Redis into the domain's `UnavailableError` (HTTP 503 `unavailable`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except REDIS_DOWN as exc:
+            raise UnavailableError("The challenge store is unavailable; try again.") from exc
+
+    return wrapper
+
+
+def _lua(name: str) -> str:
+    return (resources.files("mfa_pipeline.adapters") / "lua" / f"{name}.lua").read_text()
+
+
+def _script(name: str) -> str:
+    return _lua("_common") + "\n" + _lua(name)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _opt_float(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+class RedisKeys:
+    """The key layout, in one place."""
+
+    def __init__(self, prefix: str, shards: int) -> None:
+        self.prefix = prefix
+        self.shards = shards
+
+    def tag(self, shard: int) -> str:
+        return f"{self.prefix}:{{s{shard}}}"
+
+    def challenge(self, challenge_id: str) -> str:
+        return f"{self.tag(shard_of_challenge(challenge_id))}:ch:{challenge_id}"
+
+    def due(self, shard: int) -> str:
+        return f"{self.tag(shard)}:due"
+
+    def due_of(self, challenge_id: str) -> str:
+        return self.due(shard_of_challenge(challenge_id))
+
+    @property
+    def channel_prefix(self) -> str:
+        return f"{self.prefix}:ev:"
+
+    def channel(self, challenge_id: str) -> str:
+        return f"{self.channel_prefix}{challenge_id}"
+
+    def rate(self, name: str) -> str:
+        return f"{self.prefix}:rl:{name}"
+
+
+def _result(raw: Sequence[Any]) -> StoreResult:
+    transition = Transition(raw[0])
+    status = ChallengeStatus(raw[1]) if raw[1] else None
+    extra = raw[2]
+    if transition is Transition.TOO_SOON:
+        return StoreResult(transition, status, retry_after=float(extra))
+    if transition is Transition.DONE and isinstance(extra, str):
+        return StoreResult(transition, status, seq=int(extra))
+    return StoreResult(transition, status, attempts_remaining=int(extra))
+
+
+class RedisChallengeStore(ChallengeStore):
+    """`ChallengeStore` on Redis; each state change is one Lua script, hence atomic."""
+
+    def __init__(
+        self, client: redis.Redis, *, prefix: str, shards: int, retention_seconds: int = 3600
+    ) -> None:
+        self._redis = client
+        self._retain_ms = _ms(retention_seconds)
+        self.keys = RedisKeys(prefix, shards)
+        self._create = client.register_script(_script("create"))
+        self._verify = client.register_script(_script("verify_code"))
+        self._complete = client.register_script(_script("complete"))
+        self._claim = client.register_script(_script("claim_delivery"))
+        self._record = client.register_script(_script("record_delivery"))
+        self._resend = client.register_script(_script("request_resend"))
+        self._sweep = client.register_script(_script("sweep"))
+
+    def _pair(self, challenge_id: str) -> list[str]:
+        return [self.keys.challenge(challenge_id), self.keys.due_of(challenge_id)]
+
+    @translate_redis_errors
+    def create(self, challenge: Challenge) -> None:
+        c = challenge
+        fields: dict[str, str | int | float] = {
+            "uid": c.user_id,
+            "factor": c.factor.value,
+            "fid": c.factor_id or "",
+            "status": c.status.value,
+            "purpose": c.purpose.value,
+            "created": c.created_at,
+            "exp": c.expires_at,
+            "att": c.attempts,
+            "max": c.max_attempts,
+            "ip": c.context.ip or "",
+            "ua": c.context.user_agent or "",
+            "app": c.context.application or "",
+            "dst": c.delivery.status.value,
+            "datt": c.delivery.attempts,
+            "seq": c.send_seq,
+            "cseq": -1,
+            "rs": c.resends,
+            "nm": c.number_match or "",
+        }
+        if c.completed_at is not None:
+            fields["done"] = c.completed_at
+        flat: list[str | int | float] = []
+        for name, value in fields.items():
+            flat += [name, value]
+        life = max(0.0, c.expires_at - c.created_at) if not c.status.is_final else 0.0
+        ttl_ms = _ms(life) + self._retain_ms
+        self._create(
+            keys=self._pair(c.challenge_id), args=[c.challenge_id, c.expires_at, ttl_ms, *flat]
+        )
+
+    @translate_redis_errors
+    def get(self, challenge_id: str) -> Challenge | None:
+        if not is_well_formed_challenge_id(challenge_id):
+            return None
+        raw: dict[str, str] = self._redis.hgetall(self.keys.challenge(challenge_id))  # type: ignore[assignment]
+        if not raw or "status" not in raw:
+            return None
+        return Challenge(
+            challenge_id=challenge_id,
+            user_id=raw["uid"],
+            factor=FactorType(raw["factor"]),
+            factor_id=raw.get("fid") or None,
+            status=ChallengeStatus(raw["status"]),
+            purpose=ChallengePurpose(raw.get("purpose", "login")),
+            created_at=float(raw["created"]),
+            expires_at=float(raw["exp"]),
+            attempts=int(raw["att"]),
+            max_attempts=int(raw["max"]),
+            context=RequestContext(
+                ip=raw.get("ip") or None,
+                user_agent=raw.get("ua") or None,
+                application=raw.get("app") or None,
+            ),
+            delivery=Delivery(
+                status=DeliveryStatus(raw.get("dst", "none")),
+                attempts=int(raw.get("datt", 0)),
+                provider_id=raw.get("dsid") or None,
+                error_code=raw.get("derr") or None,
+                sent_at=_opt_float(raw.get("dsent")),
+                updated_at=_opt_float(raw.get("dupd")),
+            ),
+            resends=int(raw.get("rs", 0)),
+            send_seq=int(raw.get("seq", 0)),
+            last_resend_at=_opt_float(raw.get("lrs")),
+            completed_at=_opt_float(raw.get("done")),
+            number_match=raw.get("nm") or None,
+        )
+
+    def _run(self, script: Any, challenge_id: str, *args: object) -> StoreResult:
+        if not is_well_formed_challenge_id(challenge_id):
+            return StoreResult(Transition.NOT_FOUND)
+        return _result(script(keys=self._pair(challenge_id), args=[challenge_id, *args]))
+
+    @translate_redis_errors
+    def verify_code(
+        self, challenge_id: str, candidates: Sequence[str], *, now: float
+    ) -> StoreResult:
+        channel = self.keys.channel(challenge_id)
+        return self._run(self._verify, challenge_id, channel, now, self._retain_ms, 1, *candidates)
+
+    @translate_redis_errors
+    def record_miss(self, challenge_id: str, *, now: float) -> StoreResult:
+        channel = self.keys.channel(challenge_id)
+        return self._run(self._verify, challenge_id, channel, now, self._retain_ms, 0)
+
+    @translate_redis_errors
+    def complete(self, challenge_id: str, status: ChallengeStatus, *, now: float) -> StoreResult:
+        channel = self.keys.channel(challenge_id)
+        return self._run(self._complete, challenge_id, channel, now, self._retain_ms, status.value)
+
+    @translate_redis_errors
+    def claim_delivery(
+        self, challenge_id: str, seq: int, code_hash: str, *, now: float, ttl_seconds: int
+    ) -> StoreResult:
+        # The key lives for the code's lifetime plus the retention after it.
+        return self._run(
+            self._claim, challenge_id, seq, code_hash, now, ttl_seconds, self._retain_ms
+        )
+
+    @translate_redis_errors
+    def record_delivery(
+        self,
+        challenge_id: str,
+        seq: int,
+        *,
+        status: str,
+        now: float,
+        provider_id: str | None = None,
+        error_code: str | None = None,
+        fail_challenge: bool = False,
+    ) -> StoreResult:
+        return self._run(
+            self._record,
+            challenge_id,
+            self.keys.channel(challenge_id),
+            now,
+            self._retain_ms,
+            seq,
+            status,
+            provider_id or "",
+            error_code or "",
+            1 if fail_challenge else 0,
+        )
+
+    @translate_redis_errors
+    def request_resend(
+        self, challenge_id: str, *, now: float, max_resends: int, min_interval: float
+    ) -> StoreResult:
+        return self._run(self._resend, challenge_id, now, max_resends, min_interval)
+
+    @translate_redis_errors
+    def sweep(self, *, now: float, batch_size: int) -> list[ExpiredChallenge]:
+        expired: list[ExpiredChallenge] = []
+        for shard in range(self.keys.shards):
+            for _ in range(MAX_BATCHES_PER_SHARD):
+                seen, batch = self._sweep_batch(shard, now=now, batch_size=batch_size)
+                expired += batch
+                if seen < batch_size:
+                    break
+        return expired
+
+    def _sweep_batch(
+        self, shard: int, *, now: float, batch_size: int
+    ) -> tuple[int, list[ExpiredChallenge]]:
+        """One bounded batch of one shard: read the due ids, then expire them atomically."""
+        due = self.keys.due(shard)
+        ids: list[str] = self._redis.zrangebyscore(due, "-inf", now, start=0, num=batch_size)  # type: ignore[assignment]
+        if not ids:
+            return 0, []
+        keys = [due, *(self.keys.challenge(i) for i in ids)]
+        rows = self._sweep(keys=keys, args=[now, self._retain_ms, self.keys.channel_prefix, *ids])
+        return len(ids), [
+            ExpiredChallenge(challenge_id=r[0], user_id=r[1], factor=r[2], application=r[3] or None)
+            for r in rows
+        ]
+
+
+class RedisRateLimiter(RateLimiter):
+    """Fixed-window counters; one atomic script per hit."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._keys = RedisKeys(prefix, 1)
+        self._hit = client.register_script(_lua("rate_limit"))
+
+    @translate_redis_errors
+    def hit(self, key: str, limit: RateLimit, *, now: float) -> float:  # noqa: ARG002 - Redis keeps the window
+        wait_ms = int(self._hit(keys=[self._keys.rate(key)], args=[limit.count, _ms(limit.window_seconds)]))
+        return wait_ms / 1000

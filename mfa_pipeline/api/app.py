@@ -1,0 +1,86 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import TYPE_CHECKING
+
+import structlog
+from fastapi import FastAPI
+
+from mfa_pipeline.api.body_limit import BodyLimitMiddleware
+from mfa_pipeline.api.deps import ApiKeys
+from mfa_pipeline.api.errors import install_error_handlers
+from mfa_pipeline.api.routes import challenges, health, users
+from mfa_pipeline.api.watcher import ChallengeWatcher
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from mfa_pipeline.bootstrap import Container
+
+DESCRIPTION = """Second-factor checks for web logins: TOTP, SMS codes delivered by workers,
+push approval. Authenticate with `Authorization: Bearer <api key>`. Every error is
+`{"error": {"code", "message", ...}}`."""
+
+
+def create_app(container: Container) -> FastAPI:
+    watcher = ChallengeWatcher(
+        container.settings.redis_url or "", channel_prefix=f"{container.settings.key_prefix}:ev:"
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await watcher.start()
+        try:
+            yield
+        finally:
+            await watcher.stop()
+
+    app = FastAPI(
+        title="mfa-pipeline",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.container = container
+    app.state.watcher = watcher
+    app.state.api_keys = ApiKeys(container.api_keys)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(users.router)
+    app.include_router(challenges.router)
+
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
+    return app
+
+
+class RequestIdMiddleware:
+    """Binds a request id into every log line of the request and echoes it (pure ASGI: cheap)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", ())).get(b"x-request-id", b"")
+        request_id = given.decode("latin-1")[:64] if given else uuid.uuid4().hex[:16]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

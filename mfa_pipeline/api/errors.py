@@ -1,0 +1,109 @@
+"""Every error as the contract's `{"error": {"code", "message", ...}}`; never a stack trace."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import redis
+import structlog
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mfa_pipeline.domain import errors as e
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+
+log = structlog.get_logger(__name__)
+
+STATUS: dict[type[e.MfaError], int] = {
+    e.NotFoundError: 404,
+    e.InvalidRequestError: 422,
+    e.InvalidCodeError: 400,
+    e.ChallengeExpiredError: 410,
+    e.ChallengeCompletedError: 409,
+    e.TooManyAttemptsError: 429,
+    e.RateLimitedError: 429,
+    e.TooManyResendsError: 429,
+    e.FactorNotEnrolledError: 409,
+    e.FactorStateError: 409,
+    e.FactorExistsError: 409,
+    e.InvalidPhoneError: 422,
+    e.UnavailableError: 503,
+    e.UnauthenticatedError: 401,
+}
+
+_HTTP_CODES = {
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **details: Any
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, **details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def status_for(exc: e.MfaError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, e.MfaError)  # noqa: S101 - registered for MfaError only
+    headers: dict[str, str] = {}
+    if isinstance(exc, e.RateLimitedError):
+        headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, e.UnavailableError):
+        headers["Retry-After"] = "1"
+    elif isinstance(exc, e.UnauthenticatedError):
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(status_for(exc), exc.code, exc.message, headers or None, **exc.details)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(location) or "body"
+    if first.get("type") == "json_invalid":
+        return error_response(422, "invalid_request", "The body is not valid JSON.", field="body")
+    message = str(first.get("msg", "Invalid request."))
+    return error_response(422, "invalid_request", f"{field}: {message}", field=field)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else "Request refused."
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("store_unavailable", error=type(exc).__name__)
+    return error_response(
+        503, "unavailable", "The service is temporarily unavailable.", {"Retry-After": "1"}
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
+    return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(e.MfaError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(redis.ConnectionError, _redis_down)
+    app.add_exception_handler(redis.TimeoutError, _redis_down)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,1 @@
+"""Routers: request → service call → response."""

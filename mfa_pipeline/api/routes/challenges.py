@@ -1,0 +1,141 @@
+"""Login: preauth, challenges, verification, resend, long-poll."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from starlette.concurrency import run_in_threadpool
+
+from mfa_pipeline.api.deps import ApplicationDep, ContainerDep, WatcherDep
+from mfa_pipeline.api.schemas import (
+    ChallengeOut,
+    CreateChallengeBody,
+    ErrorOut,
+    PreauthBody,
+    PreauthOut,
+    VerifyBody,
+    VerifyOut,
+)
+from mfa_pipeline.api.views import challenge_out, factor_out
+from mfa_pipeline.domain.challenges import ChallengeStatus, RequestContext
+from mfa_pipeline.domain.errors import NotFoundError
+
+router = APIRouter(tags=["login"], responses={401: {"model": ErrorOut}})
+ChallengeIdPath = Annotated[str, Path(max_length=64)]
+
+
+@router.post("/v1/preauth", response_model=PreauthOut)
+def preauth(body: PreauthBody, c: ContainerDep, _: ApplicationDep) -> PreauthOut:
+    """What the login page should do next for this user."""
+    try:
+        view = c.enrollment.get_user(user_id=body.user_id)
+    except NotFoundError:
+        return PreauthOut(result="bypass", factors=[])
+    active = [f for f in view.factors if f.is_active]
+    return PreauthOut(result="auth" if active else "bypass", factors=[factor_out(f) for f in active])
+
+
+@router.post(
+    "/v1/challenges",
+    status_code=201,
+    response_model=ChallengeOut,
+    responses={
+        400: {"model": ErrorOut},
+        404: {"model": ErrorOut},
+        409: {"model": ErrorOut},
+        429: {"model": ErrorOut},
+    },
+)
+def create_challenge(body: CreateChallengeBody, c: ContainerDep, app: ApplicationDep) -> ChallengeOut:
+    """Start a second-factor check. SMS is queued for the workers; this answers at once.
+
+    For TOTP the code may come along: the challenge is then created and checked at once.
+    """
+    context = RequestContext(
+        ip=body.context.ip,
+        user_agent=body.context.user_agent,
+        application=body.context.application or app,
+    )
+    view = c.challenges.issue(
+        user_id=body.user_id,
+        factor=body.factor,
+        factor_id=body.factor_id,
+        context=context,
+        code=body.code,
+    )
+    return challenge_out(view)
+
+
+@router.get(
+    "/v1/challenges/{challenge_id}",
+    response_model=ChallengeOut,
+    responses={404: {"model": ErrorOut}},
+)
+async def get_challenge(
+    challenge_id: ChallengeIdPath,
+    c: ContainerDep,
+    watcher: WatcherDep,
+    _: ApplicationDep,
+    wait: Annotated[float, Query(ge=0, le=30, description="Seconds to wait for a status change")] = 0,
+) -> ChallengeOut:
+    view = await run_in_threadpool(c.challenges.get, challenge_id)
+    if wait <= 0 or view.status is not ChallengeStatus.PENDING:
+        return challenge_out(view)
+    deadline = time.monotonic() + min(wait, c.settings.long_poll_max_seconds)
+    while view.status is ChallengeStatus.PENDING:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        async with watcher.watch(challenge_id) as changed:
+            view = await run_in_threadpool(c.challenges.get, challenge_id)
+            if view.status is not ChallengeStatus.PENDING:
+                break
+            # Wake at the change, or at expiry (a pending challenge reads `expired` after it).
+            until_expiry = view.challenge.expires_at - c.clock.now()
+            timeout = max(0.0, min(remaining, until_expiry + 0.05))
+            try:
+                await _wait(changed, timeout)
+            finally:
+                view = await run_in_threadpool(c.challenges.get, challenge_id)
+    return challenge_out(view)
+
+
+async def _wait(future: object, timeout: float) -> None:
+    import asyncio  # noqa: PLC0415
+
+    assert isinstance(future, asyncio.Future)  # noqa: S101
+    try:
+        await asyncio.wait_for(asyncio.shield(future), timeout)
+    except TimeoutError:
+        return
+
+
+@router.post(
+    "/v1/challenges/{challenge_id}/verify",
+    response_model=VerifyOut,
+    responses={
+        400: {"model": ErrorOut},
+        404: {"model": ErrorOut},
+        409: {"model": ErrorOut},
+        410: {"model": ErrorOut},
+        429: {"model": ErrorOut},
+    },
+)
+def verify_challenge(
+    challenge_id: ChallengeIdPath, body: VerifyBody, c: ContainerDep, _: ApplicationDep
+) -> VerifyOut:
+    view = c.challenges.verify(challenge_id=challenge_id, code=body.code)
+    return VerifyOut(challenge_id=challenge_id, status=view.status.value)
+
+
+@router.post(
+    "/v1/challenges/{challenge_id}/resend",
+    status_code=202,
+    response_model=ChallengeOut,
+    responses={404: {"model": ErrorOut}, 429: {"model": ErrorOut}},
+)
+def resend_challenge(challenge_id: ChallengeIdPath, c: ContainerDep, _: ApplicationDep) -> ChallengeOut:
+    """A fresh SMS code; the old one stops working at once."""
+    return challenge_out(c.challenges.resend(challenge_id=challenge_id))

@@ -1,0 +1,104 @@
+"""Users and factor enrollment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
+from mfa_pipeline.api.schemas import (
+    ID_PATTERN,
+    ActivateBody,
+    ActivateOut,
+    ErrorOut,
+    FactorOut,
+    PutUserBody,
+    SmsEnrollBody,
+    SmsEnrollmentOut,
+    TotpEnrollmentOut,
+    UserOut,
+)
+from mfa_pipeline.api.views import factor_out, user_out
+from mfa_pipeline.domain.challenges import RequestContext
+
+router = APIRouter(prefix="/v1/users", tags=["users"], responses={401: {"model": ErrorOut}})
+UserIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+FactorIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+@router.put("/{user_id}", response_model=UserOut)
+def put_user(user_id: UserIdPath, body: PutUserBody, c: ContainerDep, _: ApplicationDep) -> UserOut:
+    """Create or update a user record (idempotent)."""
+    return user_out(c.enrollment.put_user(user_id=user_id, firm_id=body.firm_id))
+
+
+@router.get("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})
+def get_user(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> UserOut:
+    return user_out(c.enrollment.get_user(user_id=user_id))
+
+
+@router.post("/{user_id}/factors/totp", status_code=201, response_model=TotpEnrollmentOut)
+def enroll_totp(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> TotpEnrollmentOut:
+    """A pending authenticator factor; the secret appears in this answer only."""
+    enrollment = c.enrollment.enroll_totp(user_id=user_id)
+    return TotpEnrollmentOut(
+        factor_id=enrollment.factor.factor_id,
+        status=enrollment.factor.status.value,
+        secret=enrollment.secret,
+        otpauth_uri=enrollment.otpauth_uri,
+        qr_svg=enrollment.qr_svg,
+    )
+
+
+@router.post(
+    "/{user_id}/factors/sms",
+    status_code=201,
+    response_model=SmsEnrollmentOut,
+    responses={422: {"model": ErrorOut}},
+)
+def enroll_sms(
+    user_id: UserIdPath, body: SmsEnrollBody, request: Request, c: ContainerDep, app: ApplicationDep
+) -> SmsEnrollmentOut:
+    """A pending SMS factor; a code is sent to the number to confirm it."""
+    context = RequestContext(
+        ip=None, user_agent=request.headers.get("user-agent"), application=app
+    )
+    enrollment = c.enrollment.enroll_sms(
+        user_id=user_id, phone=body.phone, region=body.region, context=context
+    )
+    return SmsEnrollmentOut(
+        factor_id=enrollment.factor.factor_id,
+        status=enrollment.factor.status.value,
+        phone_e164=enrollment.phone.e164,
+        phone_display=enrollment.phone.international,
+        phone_national=enrollment.phone.national,
+        region=enrollment.phone.region,
+        challenge_id=enrollment.challenge_id,
+    )
+
+
+@router.post("/{user_id}/factors/{factor_id}/activate", response_model=ActivateOut)
+def activate_factor(
+    user_id: UserIdPath,
+    factor_id: FactorIdPath,
+    body: ActivateBody,
+    c: ContainerDep,
+    _: ApplicationDep,
+) -> ActivateOut:
+    factor = c.enrollment.activate(user_id=user_id, factor_id=factor_id, code=body.code)
+    return ActivateOut(factor_id=factor.factor_id, status=factor.status.value)
+
+
+@router.get("/{user_id}/factors", response_model=list[FactorOut])
+def list_factors(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> list[FactorOut]:
+    return [factor_out(f) for f in c.enrollment.list_factors(user_id=user_id)]
+
+
+@router.delete("/{user_id}/factors/{factor_id}", status_code=204)
+async def delete_factor(
+    user_id: UserIdPath, factor_id: FactorIdPath, c: ContainerDep, _: ApplicationDep
+) -> Response:
+    await run_in_threadpool(c.enrollment.delete_factor, user_id=user_id, factor_id=factor_id)
+    return Response(status_code=204)

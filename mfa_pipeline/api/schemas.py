@@ -1,0 +1,147 @@
+"""Request and response bodies: the contract's field names, and the generated OpenAPI schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from mfa_pipeline.domain.challenges import RequestedFactor
+
+# Ids end up inside Redis keys and log lines: a closed alphabet keeps both safe.
+ID_PATTERN = r"^[A-Za-z0-9._@+:\-]{1,255}$"
+UserId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Code = Annotated[str, StringConstraints(max_length=32)]
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PutUserBody(Request):
+    firm_id: Annotated[str, StringConstraints(pattern=ID_PATTERN)] | None = None
+
+
+class FactorOut(BaseModel):
+    factor_id: str
+    type: str
+    status: str
+    created_at: str | None
+    activated_at: str | None = None
+    phone_masked: str | None = None
+
+
+class UserOut(BaseModel):
+    user_id: str
+    firm_id: str | None
+    mfa_enabled: bool
+    factors: list[FactorOut]
+    backup_codes_remaining: int
+    enrollment_required: bool
+
+
+class TotpEnrollmentOut(BaseModel):
+    factor_id: str
+    type: Literal["totp"] = "totp"
+    status: str
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class SmsEnrollBody(Request):
+    phone: Annotated[str, StringConstraints(max_length=64)]
+    region: Annotated[str, StringConstraints(max_length=2, min_length=2)] | None = None
+
+
+class SmsEnrollmentOut(BaseModel):
+    factor_id: str
+    type: Literal["sms"] = "sms"
+    status: str
+    phone_e164: str
+    phone_display: str
+    phone_national: str
+    region: str | None
+    challenge_id: str
+
+
+class ActivateBody(Request):
+    code: Code
+
+
+class ActivateOut(BaseModel):
+    factor_id: str
+    status: str
+
+
+class ContextIn(Request):
+    ip: Annotated[str, StringConstraints(max_length=64)] | None = None
+    user_agent: Annotated[str, StringConstraints(max_length=512)] | None = None
+    application: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class CreateChallengeBody(Request):
+    user_id: UserId
+    factor: RequestedFactor = RequestedFactor.AUTO
+    factor_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    context: ContextIn = Field(default_factory=ContextIn)
+    code: Code | None = None
+
+
+
+class DeliveryOut(BaseModel):
+    status: str
+    attempts: int
+    provider_id: str | None = None
+    error_code: str | None = None
+    sent_at: str | None = None
+    updated_at: str | None = None
+
+
+class ChallengeOut(BaseModel):
+    challenge_id: str
+    user_id: str
+    factor: str
+    factor_id: str | None
+    status: str
+    created_at: str | None
+    expires_at: str | None
+    attempts_remaining: int
+    delivery: DeliveryOut
+    number_match: str | None = None
+
+
+class VerifyBody(Request):
+    code: Code
+    remember_device: bool = False
+
+
+class VerifyOut(BaseModel):
+    challenge_id: str
+    status: str
+
+
+class PreauthBody(Request):
+    user_id: UserId
+    trusted_token: Annotated[str, StringConstraints(max_length=256)] | None = None
+
+
+class PreauthOut(BaseModel):
+    result: Literal["auth", "allow", "enroll", "bypass"]
+    factors: list[FactorOut]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,58 @@
+"""Domain objects → response bodies."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mfa_pipeline.api.schemas import ChallengeOut, DeliveryOut, FactorOut, UserOut, iso
+from mfa_pipeline.domain.factors import Factor, masked_phone
+
+if TYPE_CHECKING:
+    from mfa_pipeline.services.challenges import ChallengeView
+    from mfa_pipeline.services.enrollment import UserView
+
+
+def factor_out(factor: Factor) -> FactorOut:
+    return FactorOut(
+        factor_id=factor.factor_id,
+        type=factor.type.value,
+        status=factor.status.value,
+        created_at=iso(factor.created_at),
+        activated_at=iso(factor.activated_at),
+        phone_masked=masked_phone(factor.phone_last2),
+    )
+
+
+def user_out(view: UserView) -> UserOut:
+    return UserOut(
+        user_id=view.user.user_id,
+        firm_id=view.user.firm_id,
+        mfa_enabled=view.mfa_enabled,
+        factors=[factor_out(f) for f in view.factors],
+        backup_codes_remaining=0,
+        enrollment_required=False,
+    )
+
+
+def challenge_out(view: ChallengeView) -> ChallengeOut:
+    c = view.challenge
+    d = c.delivery
+    return ChallengeOut(
+        challenge_id=c.challenge_id,
+        user_id=c.user_id,
+        factor=c.factor.value,
+        factor_id=c.factor_id,
+        status=view.status.value,
+        created_at=iso(c.created_at),
+        expires_at=iso(c.expires_at),
+        attempts_remaining=c.attempts_remaining,
+        delivery=DeliveryOut(
+            status=d.status.value,
+            attempts=d.attempts,
+            provider_id=d.provider_id,
+            error_code=d.error_code,
+            sent_at=iso(d.sent_at),
+            updated_at=iso(d.updated_at),
+        ),
+        number_match=c.number_match,
+    )

@@ -1,0 +1,132 @@
+"""Long-poll wake-ups: one Redis pub/sub connection per API process, futures per waiter.
+
+The store's scripts publish on a challenge's channel whenever it changes; a waiting request
+holds no thread, only a future, and is woken within a network round trip of the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+log = structlog.get_logger(__name__)
+
+
+class ChallengeWatcher:
+    def __init__(self, redis_url: str, *, channel_prefix: str) -> None:
+        self._url = redis_url
+        self._prefix = channel_prefix
+        self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._redis: aioredis.Redis | None = None
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._active = asyncio.Event()  # set while at least one channel is subscribed
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    async def start(self) -> None:
+        self._redis = aioredis.from_url(self._url, socket_connect_timeout=2)
+        self._reader = asyncio.create_task(self._read_forever(), name="challenge-watcher")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    @contextlib.asynccontextmanager
+    async def watch(self, challenge_id: str) -> AsyncIterator[asyncio.Future[None]]:
+        """Subscribe first, then let the caller re-read the state: no change can slip between."""
+        channel = self._prefix + challenge_id
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[channel].add(future)
+        try:
+            await self._subscribe(channel)
+            yield future
+        finally:
+            waiters = self._waiters.get(channel)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    del self._waiters[channel]
+                    await self._unsubscribe(channel)
+
+    async def _subscribe(self, channel: str) -> None:
+        async with self._lock:
+            if channel in self._subscribed:
+                return
+            pubsub = await self._ensure_pubsub()
+            await pubsub.subscribe(channel)
+            self._subscribed.add(channel)
+            self._active.set()
+
+    async def _unsubscribe(self, channel: str) -> None:
+        async with self._lock:
+            if channel not in self._subscribed or self._pubsub is None:
+                return
+            self._subscribed.discard(channel)
+            if not self._subscribed:
+                self._active.clear()
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(channel)
+
+    async def _ensure_pubsub(self) -> aioredis.client.PubSub:
+        if self._pubsub is None:
+            assert self._redis is not None  # noqa: S101 - start() runs first
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        return self._pubsub
+
+    def _wake(self, channel: str) -> None:
+        for future in self._waiters.get(channel, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def _wake_all(self) -> None:
+        for channel in list(self._waiters):
+            self._wake(channel)
+
+    async def _read_forever(self) -> None:
+        while True:
+            pubsub = self._pubsub
+            if pubsub is None or not self._subscribed:
+                await self._active.wait()
+                continue
+            try:
+                message = await pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                await self._recover(exc)
+                continue
+            if message is not None and message.get("type") == "message":
+                channel = message["channel"]
+                self._wake(channel.decode() if isinstance(channel, bytes) else channel)
+
+    async def _recover(self, exc: Exception) -> None:
+        """Reconnect after Redis went away; waiters re-read state, so none waits on a lost event."""
+        log.warning("watcher_reconnecting", error=type(exc).__name__)
+        self._wake_all()
+        async with self._lock:
+            if self._pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.aclose()
+            self._pubsub = None
+            self._subscribed.clear()
+            self._active.clear()
+        await asyncio.sleep(0.5)

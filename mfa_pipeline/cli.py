@@ -1,0 +1,192 @@
+"""`mfa-pipeline`: run the whole service on one machine, or one role of a scaled deployment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import click
+
+from mfa_pipeline.config import Settings, load_settings
+from mfa_pipeline.devkeys import ConfigurationError, dev_api_key, with_dev_keys
+from mfa_pipeline.logs import configure_logging
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+ALL_QUEUES = "sms,push,webhooks,sweeps"
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format, env=settings.env.value)
+    return settings
+
+
+@click.group()
+def main() -> None:
+    """Multi-factor authentication as an event-driven pipeline."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--concurrency", default=2, show_default=True, type=int, help="Worker processes.")
+def up(host: str, port: int, concurrency: int) -> None:
+    """Run everything here: embedded Redis (unless MFA_REDIS_URL), SQLite, API, workers, beat."""
+    from mfa_pipeline.embedded import EmbeddedRedis  # noqa: PLC0415
+    from mfa_pipeline.migrations import upgrade  # noqa: PLC0415
+
+    try:
+        settings = with_dev_keys(_settings())
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    env = dict(os.environ)
+    embedded = None
+    if settings.redis_url is None:
+        embedded = EmbeddedRedis(settings.data_dir)
+        embedded.start()
+        env["MFA_REDIS_URL"] = embedded.url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+    me = [sys.executable, "-m", "mfa_pipeline.cli"]
+    roles: list[Sequence[str]] = [
+        [*me, "api", "--host", host, "--port", str(port)],
+        [*me, "worker", "--queues", ALL_QUEUES, "--concurrency", str(concurrency)],
+        [*me, "beat"],
+    ]
+    children = [subprocess.Popen(role, env=env) for role in roles]  # noqa: S603
+    key = dev_api_key(settings)
+    click.echo(
+        "\nmfa-pipeline is starting\n"
+        f"  API        http://{host}:{port}  (OpenAPI at /docs, /openapi.json)\n"
+        + (f"  API key    {key}  (application 'dev'; set MFA_API_KEYS to choose your own)\n" if key else "")
+        + f"  Redis      {'embedded, ' + embedded.url if embedded else 'MFA_REDIS_URL'}\n"
+        f"  Database   {'SQLite in ' + str(settings.data_dir) if not settings.database_url else 'MFA_DATABASE_URL'}\n"
+        "  SMS/push   outbox: see them with `mfa-pipeline outbox`\n"
+        "  Stop with Ctrl-C.\n"
+    )
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # Celery's warm shutdown: tasks finish
+        deadline = time.monotonic() + 30
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if embedded is not None:
+            embedded.stop()
+    failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
+    if failed and not stopping:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes.")
+def api(host: str, port: int, workers: int) -> None:
+    """Run the HTTP API."""
+    import uvicorn  # noqa: PLC0415
+
+    settings = _settings()
+    uvicorn.run(
+        "mfa_pipeline.api.main:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=settings.log_level.upper() == "DEBUG",
+        proxy_headers=True,
+    )
+
+
+@main.command()
+@click.option("--queues", default=ALL_QUEUES, show_default=True, help="Comma list of queues.")
+@click.option("--concurrency", default=2, show_default=True, type=int)
+@click.option("--pool", default="prefork", show_default=True)
+def worker(queues: str, concurrency: int, pool: str) -> None:
+    """Run a Celery worker for some queues (one role of a scaled deployment)."""
+    from workers.app import QUEUES, create_celery_app  # noqa: PLC0415
+
+    unknown = {q.strip() for q in queues.split(",")} - set(QUEUES)
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s): {', '.join(sorted(unknown))}", param_hint="--queues")
+    app = create_celery_app(_settings())
+    name = f"mfa-{queues.replace(',', '-')}@%h"
+    app.worker_main(
+        ["worker", "--queues", queues, "--concurrency", str(concurrency), "--pool", pool,
+         "--hostname", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    )
+
+
+@main.command()
+def beat() -> None:
+    """Run the scheduler (expiry sweeps). Run exactly one per deployment."""
+    from workers.app import create_celery_app  # noqa: PLC0415
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    create_celery_app(settings).start(["beat", "--loglevel", "INFO"])
+
+
+@main.command()
+@click.option("--to", "to", default=None, help="Only messages to this number.")
+@click.option("--channel", type=click.Choice(["sms", "push"]), default=None)
+@click.option("--limit", default=20, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def outbox(to: str | None, channel: str | None, limit: int, as_json: bool) -> None:
+    """Show the messages the outbox providers recorded (development)."""
+    from mfa_pipeline.adapters.outbox import OutboxReader  # noqa: PLC0415
+
+    settings = load_settings()
+    messages = OutboxReader(settings.outbox_path).messages(channel=channel, to=to, limit=limit)
+    if not messages:
+        click.echo(f"The outbox is empty ({settings.outbox_path}).", err=True)
+    for message in messages:
+        if as_json:
+            click.echo(json.dumps(message))
+        else:
+            click.echo(
+                f"{message.get('created_at', '')}  {message.get('channel', '')}  "
+                f"to {message.get('to', '')}: {message.get('body', message.get('data', ''))}"
+            )
+
+
+@main.group()
+def db() -> None:
+    """The enrollment database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the schema migrations (Alembic) to MFA_DATABASE_URL."""
+    from mfa_pipeline.migrations import upgrade  # noqa: PLC0415
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url)
+    click.echo("database schema is up to date")
+
+
+if __name__ == "__main__":
+    main()

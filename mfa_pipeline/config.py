@@ -1,0 +1,120 @@
+"""Settings: the one place that reads the environment (the `MFA_*` variables of the contract)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SmsProvider(StrEnum):
+    TWILIO = "twilio"
+    OUTBOX = "outbox"
+
+
+class PushProvider(StrEnum):
+    FCM = "fcm"
+    OUTBOX = "outbox"
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; defaults are the embedded single-machine mode."""
+
+    model_config = SettingsConfigDict(env_prefix="MFA_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path(".mfa-data")
+    log_level: str = "INFO"
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+
+    redis_url: str | None = None
+    broker_url: str | None = None
+    database_url: str | None = None
+    key_prefix: str = "mfa"
+
+    # "app:key,app:key"; empty means a generated development key.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Comma list of urlsafe-base64 32-byte keys; the first encrypts, all decrypt.
+    encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    sms_provider: SmsProvider = SmsProvider.OUTBOX
+    push_provider: PushProvider = PushProvider.OUTBOX
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_api_base_url: str | None = None
+    twilio_timeout_seconds: float = 10.0
+    fcm_service_account_file: Path | None = None
+    fcm_api_base_url: str | None = None
+    public_url: str | None = None
+
+    sms_code_ttl_seconds: int = Field(default=600, ge=30)
+    push_ttl_seconds: int = Field(default=120, ge=10)
+    challenge_ttl_seconds: int = Field(default=300, ge=10)
+    trusted_session_ttl_seconds: int = Field(default=604800, ge=60)
+    sweep_interval_seconds: float = Field(default=15, gt=0)
+    sweep_batch_size: int = Field(default=500, ge=1)
+    # How long a finished or expired challenge stays readable (GET says `expired`, not 404).
+    challenge_retention_seconds: int = Field(default=3600, ge=60)
+    store_shards: int = Field(default=16, ge=1, le=4096)
+
+    totp_issuer: str = "mfa-pipeline"
+    max_attempts: int = Field(default=5, ge=1)
+    max_resends: int = Field(default=3, ge=0)
+    resend_interval_seconds: int = Field(default=30, ge=0)
+
+    # Fixed-window limits: "count/seconds".
+    limit_challenges_per_user: str = "10/600"
+    limit_challenges_per_ip: str = "60/600"
+    limit_verifications_per_user: str = "30/600"
+    limit_verifications_per_ip: str = "120/600"
+
+    sms_max_retries: int = Field(default=5, ge=0)
+    sms_retry_backoff_seconds: float = Field(default=2.0, ge=0)
+    sms_retry_backoff_max_seconds: float = Field(default=60.0, ge=0)
+
+    max_body_bytes: int = Field(default=16384, ge=1024)
+    long_poll_max_seconds: int = Field(default=30, ge=0, le=30)
+
+    @field_validator("api_keys", "encryption_keys", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "mfa.sqlite3"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        broker = self.broker_url or self.redis_url
+        if broker is None:
+            raise RuntimeError("MFA_REDIS_URL is not set and no embedded Redis is running")
+        return broker
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_dir / "outbox.jsonl"
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

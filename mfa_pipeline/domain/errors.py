@@ -1,0 +1,89 @@
+"""Domain errors. Each carries the contract's error code; the API maps classes to HTTP statuses."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class MfaError(Exception):
+    """Base of every error a client may see. `message` is safe to show: it never holds a secret."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFoundError(MfaError):
+    code = "not_found"
+
+
+class InvalidRequestError(MfaError):
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, field: str, **details: Any) -> None:
+        super().__init__(message, field=field, **details)
+
+
+class InvalidCodeError(MfaError):
+    """A code of the wrong shape: it is refused before it can count as an attempt."""
+
+    code = "invalid_code"
+
+
+class WrongCodeError(InvalidCodeError):
+    """A well-formed code that did not match; it used one attempt."""
+
+    def __init__(self, message: str, *, attempts_remaining: int, **details: Any) -> None:
+        super().__init__(message, attempts_remaining=attempts_remaining, **details)
+        self.attempts_remaining = attempts_remaining
+
+
+class ChallengeExpiredError(MfaError):
+    code = "challenge_expired"
+
+
+class ChallengeCompletedError(MfaError):
+    code = "challenge_completed"
+
+
+class TooManyAttemptsError(MfaError):
+    code = "too_many_attempts"
+
+
+class RateLimitedError(MfaError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = max(1, retry_after)
+
+
+class FactorNotEnrolledError(MfaError):
+    code = "factor_not_enrolled"
+
+
+class FactorStateError(MfaError):
+    code = "factor_state"
+
+
+class InvalidPhoneError(MfaError):
+    code = "invalid_phone"
+
+
+class UnavailableError(MfaError):
+    code = "unavailable"
+
+
+class UnauthenticatedError(MfaError):
+    code = "unauthenticated"
+
+
+class TooManyResendsError(MfaError):
+    code = "too_many_resends"
+
+
+class FactorExistsError(MfaError):
+    code = "factor_exists"

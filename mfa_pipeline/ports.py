@@ -1,0 +1,215 @@
+"""Ports: the small abstract types the services depend on. Adapters implement them."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from mfa_pipeline.domain.challenges import Challenge, ChallengeStatus
+    from mfa_pipeline.domain.events import Event
+    from mfa_pipeline.domain.factors import Factor, User
+    from mfa_pipeline.domain.limits import RateLimit
+
+
+class Clock(abc.ABC):
+    """Time as Unix seconds; passed in so expiry, TOTP steps and windows test without sleeping."""
+
+    @abc.abstractmethod
+    def now(self) -> float: ...
+
+
+# --- challenge store -------------------------------------------------------------------------
+
+
+class Transition(StrEnum):
+    """What an atomic store operation did."""
+
+    DONE = "done"  # the change was made
+    NOT_FOUND = "not_found"
+    EXPIRED = "expired"  # past its expiry (it is now marked expired)
+    COMPLETED = "completed"  # already in a final status other than expired/locked
+    LOCKED = "locked"  # locked by too many wrong codes (possibly by this call)
+    MISMATCH = "mismatch"  # wrong code, one attempt used
+    DUPLICATE = "duplicate"  # delivery for this sequence already done
+    INTERRUPTED = "interrupted"  # a send of this sequence began and never reported
+    STALE = "stale"  # superseded by a newer send sequence
+    TOO_SOON = "too_soon"
+    EXHAUSTED = "exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    transition: Transition
+    status: ChallengeStatus | None = None
+    attempts_remaining: int = 0
+    retry_after: float = 0.0
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredChallenge:
+    challenge_id: str
+    user_id: str
+    factor: str
+    application: str | None
+
+
+class ChallengeStore(abc.ABC):
+    """Challenges in a shared store. Every state change is atomic across processes.
+
+    A challenge stays readable for a retention period after it ends or expires, so that a
+    reader is told `expired` rather than `not found`.
+    """
+
+    @abc.abstractmethod
+    def create(self, challenge: Challenge) -> None:
+        """Store a new challenge (pending, or already final for one-round-trip checks)."""
+
+    @abc.abstractmethod
+    def get(self, challenge_id: str) -> Challenge | None: ...
+
+    @abc.abstractmethod
+    def verify_code(
+        self, challenge_id: str, candidates: Sequence[str], *, now: float
+    ) -> StoreResult:
+        """Compare against the stored code hash; count a miss, lock at the limit, verify a hit."""
+
+    @abc.abstractmethod
+    def record_miss(self, challenge_id: str, *, now: float) -> StoreResult:
+        """Count a wrong code checked outside the store (TOTP); lock at the limit."""
+
+    @abc.abstractmethod
+    def complete(self, challenge_id: str, status: ChallengeStatus, *, now: float) -> StoreResult:
+        """Move a pending, unexpired challenge to a final status."""
+
+    @abc.abstractmethod
+    def claim_delivery(
+        self, challenge_id: str, seq: int, code_hash: str, *, now: float, ttl_seconds: int
+    ) -> StoreResult:
+        """Record that a send of `seq` begins, with its code hash; the code lives from now."""
+
+    @abc.abstractmethod
+    def record_delivery(
+        self,
+        challenge_id: str,
+        seq: int,
+        *,
+        status: str,
+        now: float,
+        provider_id: str | None = None,
+        error_code: str | None = None,
+        fail_challenge: bool = False,
+    ) -> StoreResult:
+        """Record the outcome of a send of `seq` (ignored when a newer send superseded it)."""
+
+    @abc.abstractmethod
+    def request_resend(
+        self, challenge_id: str, *, now: float, max_resends: int, min_interval: float
+    ) -> StoreResult:
+        """Start a new send sequence; the old code dies when the new one is claimed."""
+
+    @abc.abstractmethod
+    def sweep(self, *, now: float, batch_size: int) -> list[ExpiredChallenge]:
+        """Expire due challenges in bounded batches; cost follows the number due, not stored."""
+
+
+# --- enrollment store ------------------------------------------------------------------------
+
+
+class FactorRepository(abc.ABC):
+    """Users and their factors, durable (SQL). Secrets are stored as ciphertext only."""
+
+    @abc.abstractmethod
+    def upsert_user(self, user_id: str, *, firm_id: str | None, now: float) -> User: ...
+
+    @abc.abstractmethod
+    def get_user(self, user_id: str) -> User | None: ...
+
+    @abc.abstractmethod
+    def add_factor(self, factor: Factor) -> None: ...
+
+    @abc.abstractmethod
+    def get_factor(self, user_id: str, factor_id: str) -> Factor | None: ...
+
+    @abc.abstractmethod
+    def list_factors(self, user_id: str) -> list[Factor]: ...
+
+    @abc.abstractmethod
+    def activate_factor(self, user_id: str, factor_id: str, *, now: float) -> bool:
+        """Pending → active; False when it was not pending."""
+
+    @abc.abstractmethod
+    def set_pending_challenge(self, user_id: str, factor_id: str, challenge_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_factor(self, user_id: str, factor_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def accept_totp_step(self, factor_id: str, step: int) -> bool:
+        """Atomically raise the last accepted step; False when `step` is not above it (replay)."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+
+
+# --- outbound messages -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SmsReceipt:
+    provider_id: str
+    status: str = "sent"
+
+
+class SmsError(Exception):
+    """A send that failed. `code` is the provider's error code, safe to log and store."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SmsTransientError(SmsError):
+    """Worth retrying: 5xx, 429, timeouts, connection errors."""
+
+
+class SmsPermanentError(SmsError):
+    """Not worth retrying: an invalid or unreachable number, bad credentials."""
+
+
+class SmsSender(abc.ABC):
+    @abc.abstractmethod
+    def send(self, *, to: str, body: str, status_callback: str | None = None) -> SmsReceipt: ...
+
+
+class EventPublisher(abc.ABC):
+    """Hands events to the pipeline (Celery queues in production, a list in unit tests)."""
+
+    @abc.abstractmethod
+    def publish(self, event: Event) -> None: ...
+
+
+class RateLimiter(abc.ABC):
+    @abc.abstractmethod
+    def hit(self, key: str, limit: RateLimit, *, now: float) -> float:
+        """Count one event under `key`; return 0 when allowed, else seconds until allowed."""
+
+
+class SecretBox(abc.ABC):
+    """Authenticated encryption of secrets at rest, bound to where they belong (`context`)."""
+
+    @abc.abstractmethod
+    def encrypt(self, plaintext: str, *, context: str) -> str: ...
+
+    @abc.abstractmethod
+    def decrypt(self, ciphertext: str, *, context: str) -> str: ...
+
+    @abc.abstractmethod
+    def code_keys(self) -> list[bytes]:
+        """Keys for hashing one-time codes; the first hashes, all are tried when checking."""

@@ -1,0 +1,1 @@
+"""Use cases. The API and the Celery tasks both call these; neither holds business rules."""

@@ -1,0 +1,341 @@
+"""Issuing, reading, verifying and resending challenges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mfa_pipeline.domain.challenges import (
+    Challenge,
+    ChallengePurpose,
+    ChallengeStatus,
+    Delivery,
+    DeliveryStatus,
+    FactorType,
+    RequestContext,
+    RequestedFactor,
+    new_challenge_id,
+    shard_of,
+)
+from mfa_pipeline.domain.codes import normalize_code
+from mfa_pipeline.domain.errors import (
+    FactorNotEnrolledError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitedError,
+    TooManyResendsError,
+    WrongCodeError,
+)
+from mfa_pipeline.domain.events import ChallengeFinished, ChallengeIssued, SmsDeliveryRequested
+from mfa_pipeline.domain.factors import AUTO_PREFERENCE, Factor
+from mfa_pipeline.ports import Transition
+from mfa_pipeline.services.verification import CodeVerifier, ensure_open, raise_for_blocked
+
+if TYPE_CHECKING:
+    from mfa_pipeline.domain.limits import RateLimit
+    from mfa_pipeline.domain.rules import ChallengeRules
+    from mfa_pipeline.ports import (
+        ChallengeStore,
+        Clock,
+        EventPublisher,
+        FactorRepository,
+        RateLimiter,
+        SecretBox,
+    )
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeView:
+    """A challenge as a reader sees it now (pending past expiry reads `expired`)."""
+
+    challenge: Challenge
+    status: ChallengeStatus
+
+    @property
+    def attempts_remaining(self) -> int:
+        return self.challenge.attempts_remaining
+
+
+class RateLimits:
+    """Per-user and per-IP windows on creating and on verifying challenges."""
+
+    def __init__(self, limiter: RateLimiter, rules: ChallengeRules) -> None:
+        self._limiter = limiter
+        self._rules = rules
+
+    def _check(self, key: str, limit: RateLimit, now: float, what: str) -> None:
+        wait = self._limiter.hit(key, limit, now=now)
+        if wait > 0:
+            log.warning("rate_limited", limit=key.split(":", 1)[0], outcome="rejected")
+            raise RateLimitedError(f"Too many {what}; try again later.", retry_after=int(wait + 0.999))
+
+    def on_create(self, user_id: str, ip: str | None, now: float) -> None:
+        self._check(f"cu:{user_id}", self._rules.challenges_per_user, now, "login attempts")
+        if ip:
+            self._check(f"ci:{ip}", self._rules.challenges_per_ip, now, "login attempts")
+
+    def on_verify(self, user_id: str, ip: str | None, now: float) -> None:
+        self._check(f"vu:{user_id}", self._rules.verifications_per_user, now, "code attempts")
+        if ip:
+            self._check(f"vi:{ip}", self._rules.verifications_per_ip, now, "code attempts")
+
+
+class ChallengeService:
+    def __init__(
+        self,
+        *,
+        store: ChallengeStore,
+        factors: FactorRepository,
+        publisher: EventPublisher,
+        limiter: RateLimiter,
+        secrets: SecretBox,
+        clock: Clock,
+        rules: ChallengeRules,
+        shards: int,
+    ) -> None:
+        self._store = store
+        self._factors = factors
+        self._publisher = publisher
+        self._clock = clock
+        self._rules = rules
+        self._shards = shards
+        self.limits = RateLimits(limiter, rules)
+        self._verifier = CodeVerifier(store=store, factors=factors, secrets=secrets)
+
+    # --- issuing -----------------------------------------------------------------------------
+
+    def issue(
+        self,
+        *,
+        user_id: str,
+        factor: RequestedFactor,
+        factor_id: str | None = None,
+        context: RequestContext | None = None,
+        code: str | None = None,
+    ) -> ChallengeView:
+        """Create a challenge; SMS is only queued here (workers deliver it).
+
+        For TOTP a `code` may come along: the challenge is created and checked in one call.
+        """
+        context = context or RequestContext()
+        normalized = normalize_code(code) if code is not None else None
+        now = self._clock.now()
+        if self._factors.get_user(user_id) is None:
+            raise NotFoundError("No such user.")
+        chosen = self._choose_factor(user_id, factor, factor_id)
+        if normalized is not None and chosen.type is not FactorType.TOTP:
+            raise InvalidRequestError(
+                "A code can come with the challenge only for TOTP.", field="code"
+            )
+        self.limits.on_create(user_id, context.ip, now)
+        challenge = self._new_challenge(user_id, chosen, context, now, ChallengePurpose.LOGIN)
+        if normalized is not None:
+            return self._issue_with_totp(challenge, chosen, normalized, now)
+        self._store.create(challenge)
+        self._after_create(challenge)
+        return ChallengeView(challenge, challenge.status)
+
+    def issue_for_enrollment(self, factor: Factor, *, context: RequestContext) -> Challenge:
+        """The SMS challenge that proves a new phone number receives our texts."""
+        now = self._clock.now()
+        self.limits.on_create(factor.user_id, context.ip, now)
+        challenge = self._new_challenge(
+            factor.user_id, factor, context, now, ChallengePurpose.ENROLLMENT
+        )
+        self._store.create(challenge)
+        self._after_create(challenge)
+        return challenge
+
+    def _new_challenge(
+        self,
+        user_id: str,
+        factor: Factor,
+        context: RequestContext,
+        now: float,
+        purpose: ChallengePurpose,
+    ) -> Challenge:
+        queued = factor.type in (FactorType.SMS, FactorType.PUSH)
+        return Challenge(
+            challenge_id=new_challenge_id(shard_of(user_id, self._shards)),
+            user_id=user_id,
+            factor=factor.type,
+            factor_id=factor.factor_id,
+            status=ChallengeStatus.PENDING,
+            purpose=purpose,
+            created_at=now,
+            expires_at=now + self._rules.lifetimes.for_factor(factor.type),
+            attempts=0,
+            max_attempts=self._rules.max_attempts,
+            context=context,
+            delivery=Delivery(DeliveryStatus.QUEUED if queued else DeliveryStatus.NOT_APPLICABLE),
+        )
+
+    def _after_create(self, challenge: Challenge) -> None:
+        log.info(
+            "challenge_issued",
+            challenge_id=challenge.challenge_id,
+            user_id=challenge.user_id,
+            factor=challenge.factor.value,
+            application=challenge.context.application,
+        )
+        self._publisher.publish(
+            ChallengeIssued(challenge.challenge_id, challenge.user_id, challenge.factor)
+        )
+        if challenge.factor is FactorType.SMS:
+            self._publisher.publish(
+                SmsDeliveryRequested(challenge.challenge_id, challenge.user_id, seq=0)
+            )
+
+    def _issue_with_totp(
+        self, challenge: Challenge, factor: Factor, code: str, now: float
+    ) -> ChallengeView:
+        self.limits.on_verify(challenge.user_id, challenge.context.ip, now)
+        try:
+            self._verifier.check_totp(None, factor, code, now=now)
+        except WrongCodeError as exc:
+            # Keep the challenge, one attempt used, so the user can try the next code on it.
+            missed = replace(challenge, attempts=1)
+            self._store.create(missed)
+            self._after_create(missed)
+            exc.details["challenge_id"] = missed.challenge_id
+            exc.details["attempts_remaining"] = missed.attempts_remaining
+            exc.attempts_remaining = missed.attempts_remaining
+            raise
+        done = replace(challenge, status=ChallengeStatus.VERIFIED, completed_at=now)
+        self._store.create(done)
+        self._after_create(done)
+        self._finished(done, ChallengeStatus.VERIFIED)
+        return ChallengeView(done, done.status)
+
+    def _choose_factor(
+        self, user_id: str, requested: RequestedFactor, factor_id: str | None
+    ) -> Factor:
+        active = [f for f in self._factors.list_factors(user_id) if f.is_active]
+        if factor_id is not None:
+            for candidate in active:
+                if candidate.factor_id == factor_id and (
+                    requested is RequestedFactor.AUTO or candidate.type.value == requested.value
+                ):
+                    return candidate
+            raise FactorNotEnrolledError("That factor is not an active factor of this user.")
+        order = (
+            AUTO_PREFERENCE
+            if requested is RequestedFactor.AUTO
+            else (FactorType(requested.value),)
+        )
+        for factor_type in order:
+            for candidate in active:
+                if candidate.type is factor_type:
+                    return candidate
+        what = "" if requested is RequestedFactor.AUTO else f"{requested.value} "
+        raise FactorNotEnrolledError(f"The user has no active {what}factor.")
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def get(self, challenge_id: str) -> ChallengeView:
+        challenge = self._store.get(challenge_id)
+        if challenge is None:
+            raise NotFoundError("No such challenge.")
+        return ChallengeView(challenge, challenge.status_at(self._clock.now()))
+
+    # --- verifying ---------------------------------------------------------------------------
+
+    def verify(self, *, challenge_id: str, code: object) -> ChallengeView:
+        normalized = normalize_code(code)
+        now = self._clock.now()
+        challenge = self._store.get(challenge_id)
+        if challenge is None:
+            raise NotFoundError("No such challenge.")
+        ensure_open(challenge, now)
+        self.limits.on_verify(challenge.user_id, challenge.context.ip, now)
+        try:
+            if challenge.factor is FactorType.SMS:
+                self._verifier.check_sms(challenge, normalized, now=now)
+            elif challenge.factor is FactorType.TOTP:
+                factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
+                if factor is None:
+                    raise FactorNotEnrolledError("The challenge's factor was removed.")
+                self._verifier.check_totp(challenge, factor, normalized, now=now)
+                raise_for_blocked(
+                    self._store.complete(challenge_id, ChallengeStatus.VERIFIED, now=now)
+                )
+            else:
+                raise InvalidRequestError(
+                    "This challenge is answered on the device, not with a code.", field="code"
+                )
+        except Exception as exc:
+            self._log_outcome(challenge, exc)
+            raise
+        self._finished(challenge, ChallengeStatus.VERIFIED)
+        return ChallengeView(challenge, ChallengeStatus.VERIFIED)
+
+    def _log_outcome(self, challenge: Challenge, exc: Exception) -> None:
+        code = getattr(exc, "code", type(exc).__name__)
+        log.info(
+            "challenge_verify_failed",
+            challenge_id=challenge.challenge_id,
+            user_id=challenge.user_id,
+            factor=challenge.factor.value,
+            outcome=code,
+        )
+        if code == "too_many_attempts":
+            self._finished(challenge, ChallengeStatus.LOCKED)
+
+    def _finished(self, challenge: Challenge, status: ChallengeStatus) -> None:
+        log.info(
+            "challenge_finished",
+            challenge_id=challenge.challenge_id,
+            user_id=challenge.user_id,
+            factor=challenge.factor.value,
+            outcome=status.value,
+        )
+        self._publisher.publish(
+            ChallengeFinished(
+                challenge.challenge_id,
+                challenge.user_id,
+                factor=challenge.factor,
+                status=status,
+                application=challenge.context.application,
+            )
+        )
+
+    # --- resending ---------------------------------------------------------------------------
+
+    def resend(self, *, challenge_id: str) -> ChallengeView:
+        now = self._clock.now()
+        challenge = self._store.get(challenge_id)
+        if challenge is None:
+            raise NotFoundError("No such challenge.")
+        if challenge.factor is not FactorType.SMS:
+            raise InvalidRequestError("Only SMS challenges can be resent.", field="challenge_id")
+        result = self._store.request_resend(
+            challenge_id,
+            now=now,
+            max_resends=self._rules.max_resends,
+            min_interval=self._rules.resend_interval_seconds,
+        )
+        if result.transition is Transition.TOO_SOON:
+            raise RateLimitedError(
+                "Wait a little before asking for another code.",
+                retry_after=int(result.retry_after + 0.999),
+            )
+        if result.transition is Transition.EXHAUSTED:
+            raise TooManyResendsError(
+                f"At most {self._rules.max_resends} new codes per login; start a new login."
+            )
+        raise_for_blocked(result)
+        self._publisher.publish(
+            SmsDeliveryRequested(challenge_id, challenge.user_id, seq=result.seq)
+        )
+        log.info(
+            "challenge_resend",
+            challenge_id=challenge_id,
+            user_id=challenge.user_id,
+            factor=challenge.factor.value,
+            seq=result.seq,
+        )
+        return self.get(challenge_id)

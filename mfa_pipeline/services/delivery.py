@@ -1,0 +1,141 @@
+"""Sending SMS codes: called by the `sms` queue's worker, once per send sequence.
+
+The task is acknowledged late, so it may run twice. A send is claimed in the store before the
+provider is called and recorded before the task returns: a second run finds `sent` and does
+nothing, or finds `sending` (the first worker died mid-call, so the provider may have taken it)
+and marks the challenge failed instead of sending the same code again.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mfa_pipeline.domain.challenges import ChallengeStatus, DeliveryStatus, FactorType
+from mfa_pipeline.domain.codes import code_digest, generate_code
+from mfa_pipeline.domain.events import ChallengeFinished
+from mfa_pipeline.ports import SmsPermanentError, SmsTransientError, Transition
+from mfa_pipeline.services.verification import phone_context
+
+if TYPE_CHECKING:
+    from mfa_pipeline.domain.challenges import Challenge
+    from mfa_pipeline.ports import (
+        ChallengeStore,
+        Clock,
+        EventPublisher,
+        FactorRepository,
+        SecretBox,
+        SmsSender,
+    )
+
+log = structlog.get_logger(__name__)
+
+
+class DeliveryOutcome(StrEnum):
+    SENT = "sent"
+    DUPLICATE = "duplicate"  # this sequence was already sent: nothing to do
+    SKIPPED = "skipped"  # the challenge ended, expired or was superseded
+    RETRY = "retry"  # transient provider error: try again later
+    FAILED = "failed"  # permanent: the challenge is marked failed
+
+
+class SmsDeliveryService:
+    def __init__(
+        self,
+        *,
+        store: ChallengeStore,
+        factors: FactorRepository,
+        sender: SmsSender,
+        secrets: SecretBox,
+        publisher: EventPublisher,
+        clock: Clock,
+        code_ttl_seconds: int,
+        status_callback_url: str | None = None,
+    ) -> None:
+        self._store = store
+        self._factors = factors
+        self._sender = sender
+        self._secrets = secrets
+        self._publisher = publisher
+        self._clock = clock
+        self._ttl = code_ttl_seconds
+        self._status_callback = status_callback_url
+
+    def deliver(self, *, challenge_id: str, seq: int, final_attempt: bool = False) -> DeliveryOutcome:
+        """Send the code of send sequence `seq`; `final_attempt` turns a transient error final."""
+        bound = log.bind(challenge_id=challenge_id, seq=seq, factor="sms")
+        challenge = self._store.get(challenge_id)
+        if challenge is None or challenge.factor is not FactorType.SMS:
+            bound.info("sms_skipped", outcome="not_found")
+            return DeliveryOutcome.SKIPPED
+        bound = bound.bind(user_id=challenge.user_id)
+        factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
+        if factor is None or factor.phone_ciphertext is None:
+            return self._fail(challenge, seq, "factor_removed", bound)
+        phone = self._secrets.decrypt(factor.phone_ciphertext, context=phone_context(factor))
+        code = generate_code()
+        digest = code_digest(self._secrets.code_keys()[0], challenge_id, seq, code)
+        claim = self._store.claim_delivery(
+            challenge_id, seq, digest, now=self._clock.now(), ttl_seconds=self._ttl
+        )
+        if claim.transition is Transition.DUPLICATE:
+            bound.info("sms_skipped", outcome="duplicate")
+            return DeliveryOutcome.DUPLICATE
+        if claim.transition is Transition.INTERRUPTED:
+            # The provider may hold the earlier attempt's code: never send a second one.
+            return self._fail(challenge, seq, "interrupted", bound)
+        if claim.transition is not Transition.DONE:
+            bound.info("sms_skipped", outcome=claim.transition.value)
+            return DeliveryOutcome.SKIPPED
+        started = self._clock.now()
+        try:
+            receipt = self._sender.send(
+                to=phone, body=sms_body(code, self._ttl), status_callback=self._status_callback
+            )
+        except SmsTransientError as exc:
+            if final_attempt:
+                return self._fail(challenge, seq, exc.code or "transient", bound)
+            self._store.record_delivery(
+                challenge_id, seq, status=DeliveryStatus.RETRYING.value, now=self._clock.now(),
+                error_code=exc.code,
+            )
+            bound.warning("sms_retrying", provider_error_code=exc.code)
+            return DeliveryOutcome.RETRY
+        except SmsPermanentError as exc:
+            return self._fail(challenge, seq, exc.code or "rejected", bound)
+        self._store.record_delivery(
+            challenge_id, seq, status=DeliveryStatus.SENT.value, now=self._clock.now(),
+            provider_id=receipt.provider_id,
+        )
+        bound.info(
+            "sms_sent",
+            outcome="sent",
+            provider_id=receipt.provider_id,
+            latency_ms=round((self._clock.now() - challenge.created_at) * 1000, 1),
+            provider_ms=round((self._clock.now() - started) * 1000, 1),
+        )
+        return DeliveryOutcome.SENT
+
+    def _fail(
+        self, challenge: Challenge, seq: int, error_code: str, bound: structlog.stdlib.BoundLogger
+    ) -> DeliveryOutcome:
+        result = self._store.record_delivery(
+            challenge.challenge_id, seq, status=DeliveryStatus.FAILED.value,
+            now=self._clock.now(), error_code=error_code, fail_challenge=True,
+        )
+        bound.warning("sms_failed", outcome="failed", provider_error_code=error_code)
+        if result.transition is Transition.DONE and result.status is ChallengeStatus.FAILED:
+            self._publisher.publish(
+                ChallengeFinished(
+                    challenge.challenge_id, challenge.user_id, factor=challenge.factor,
+                    status=ChallengeStatus.FAILED, application=challenge.context.application,
+                )
+            )
+        return DeliveryOutcome.FAILED
+
+
+def sms_body(code: str, ttl_seconds: int) -> str:
+    minutes = max(1, ttl_seconds // 60)
+    return f"Your verification code is {code}. It expires in {minutes} minutes. Never share it."

@@ -1,0 +1,187 @@
+"""Users and factor enrollment: TOTP and SMS, activation, listing and removal."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mfa_pipeline.domain.challenges import FactorType, RequestContext
+from mfa_pipeline.domain.codes import normalize_code
+from mfa_pipeline.domain.errors import (
+    FactorExistsError,
+    FactorStateError,
+    NotFoundError,
+)
+from mfa_pipeline.domain.factors import Factor, FactorStatus, User
+from mfa_pipeline.domain.totp import generate_secret, provisioning_uri
+from mfa_pipeline.phones import PhoneNumber, parse_phone
+from mfa_pipeline.qr import qr_svg
+from mfa_pipeline.services.verification import CodeVerifier, phone_context, totp_context
+
+if TYPE_CHECKING:
+    from mfa_pipeline.domain.rules import ChallengeRules
+    from mfa_pipeline.ports import ChallengeStore, Clock, FactorRepository, SecretBox
+    from mfa_pipeline.services.challenges import ChallengeService
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    user: User
+    factors: list[Factor]
+
+    @property
+    def mfa_enabled(self) -> bool:
+        return any(f.is_active for f in self.factors)
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrollment:
+    factor: Factor
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+@dataclass(frozen=True, slots=True)
+class SmsEnrollment:
+    factor: Factor
+    phone: PhoneNumber
+    challenge_id: str
+
+
+def new_factor_id() -> str:
+    return f"f_{secrets.token_urlsafe(12)}"
+
+
+class EnrollmentService:
+    def __init__(
+        self,
+        *,
+        factors: FactorRepository,
+        store: ChallengeStore,
+        challenges: ChallengeService,
+        secrets_box: SecretBox,
+        clock: Clock,
+        rules: ChallengeRules,
+    ) -> None:
+        self._factors = factors
+        self._challenges = challenges
+        self._secrets = secrets_box
+        self._clock = clock
+        self._rules = rules
+        self._store = store
+        self._verifier = CodeVerifier(store=store, factors=factors, secrets=secrets_box)
+
+    def put_user(self, *, user_id: str, firm_id: str | None) -> UserView:
+        user = self._factors.upsert_user(user_id, firm_id=firm_id, now=self._clock.now())
+        return UserView(user, self._factors.list_factors(user_id))
+
+    def get_user(self, *, user_id: str) -> UserView:
+        return UserView(self._require_user(user_id), self._factors.list_factors(user_id))
+
+    def _require_user(self, user_id: str) -> User:
+        user = self._factors.get_user(user_id)
+        if user is None:
+            raise NotFoundError("No such user.")
+        return user
+
+    def enroll_totp(self, *, user_id: str, account_name: str | None = None) -> TotpEnrollment:
+        """A pending authenticator; the secret is shown in this answer once and never again."""
+        self._require_user(user_id)
+        existing = self._factors.list_factors(user_id)
+        if any(f.type is FactorType.TOTP and f.is_active for f in existing):
+            raise FactorExistsError(
+                "This user already has an authenticator app; remove it before adding another."
+            )
+        for stale in existing:
+            if stale.type is FactorType.TOTP:
+                self._factors.delete_factor(user_id, stale.factor_id)
+        secret = generate_secret()
+        factor = Factor(
+            factor_id=new_factor_id(),
+            user_id=user_id,
+            type=FactorType.TOTP,
+            status=FactorStatus.PENDING,
+            created_at=self._clock.now(),
+        )
+        factor = replace(
+            factor, secret_ciphertext=self._secrets.encrypt(secret, context=totp_context(factor))
+        )
+        self._factors.add_factor(factor)
+        uri = provisioning_uri(secret, account=account_name or user_id, issuer=self._rules.totp_issuer)
+        log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="totp")
+        return TotpEnrollment(factor=factor, secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
+
+    def enroll_sms(
+        self,
+        *,
+        user_id: str,
+        phone: object,
+        region: str | None,
+        context: RequestContext | None = None,
+    ) -> SmsEnrollment:
+        """A pending SMS factor and the challenge whose code will confirm the number."""
+        self._require_user(user_id)
+        number = parse_phone(phone, region)
+        base = Factor(
+            factor_id=new_factor_id(),
+            user_id=user_id,
+            type=FactorType.SMS,
+            status=FactorStatus.PENDING,
+            created_at=self._clock.now(),
+            phone_last2=number.last2,
+            phone_region=number.region,
+        )
+        factor = replace(
+            base, phone_ciphertext=self._secrets.encrypt(number.e164, context=phone_context(base))
+        )
+        # Committed before the challenge is queued: the worker must find the factor.
+        self._factors.add_factor(factor)
+        challenge = self._challenges.issue_for_enrollment(
+            factor, context=context or RequestContext()
+        )
+        self._factors.set_pending_challenge(user_id, factor.factor_id, challenge.challenge_id)
+        log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="sms")
+        return SmsEnrollment(factor=factor, phone=number, challenge_id=challenge.challenge_id)
+
+    def activate(self, *, user_id: str, factor_id: str, code: object) -> Factor:
+        normalized = normalize_code(code)
+        factor = self._factors.get_factor(user_id, factor_id)
+        if factor is None:
+            raise NotFoundError("No such factor.")
+        if factor.status is not FactorStatus.PENDING:
+            raise FactorStateError("This factor is already active.")
+        now = self._clock.now()
+        if factor.type is FactorType.TOTP:
+            self._challenges.limits.on_verify(user_id, None, now)
+            self._verifier.check_totp(None, factor, normalized, now=now)
+        elif factor.type is FactorType.SMS:
+            challenge = self._store.get(factor.pending_challenge_id or "")
+            if challenge is None:
+                raise NotFoundError("The confirmation code has expired; add the number again.")
+            self._challenges.limits.on_verify(user_id, challenge.context.ip, now)
+            self._verifier.check_sms(challenge, normalized, now=now)
+        else:
+            raise FactorStateError("This factor does not need activation.")
+        if not self._factors.activate_factor(user_id, factor_id, now=now):
+            raise FactorStateError("This factor is already active.")
+        log.info("factor_activated", user_id=user_id, factor_id=factor_id, factor=factor.type.value)
+        activated = self._factors.get_factor(user_id, factor_id)
+        if activated is None:  # pragma: no cover - removed concurrently
+            raise NotFoundError("No such factor.")
+        return activated
+
+    def list_factors(self, *, user_id: str) -> list[Factor]:
+        self._require_user(user_id)
+        return self._factors.list_factors(user_id)
+
+    def delete_factor(self, *, user_id: str, factor_id: str) -> None:
+        if not self._factors.delete_factor(user_id, factor_id):
+            raise NotFoundError("No such factor.")
+        log.info("factor_removed", user_id=user_id, factor_id=factor_id)
+

@@ -1,0 +1,52 @@
+"""Expiring due challenges: run periodically on the `sweeps` queue, safe on several workers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType
+from mfa_pipeline.domain.events import ChallengeFinished
+
+if TYPE_CHECKING:
+    from mfa_pipeline.ports import ChallengeStore, Clock, EventPublisher
+
+log = structlog.get_logger(__name__)
+
+
+class SweepService:
+    def __init__(
+        self,
+        *,
+        store: ChallengeStore,
+        publisher: EventPublisher,
+        clock: Clock,
+        batch_size: int,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._clock = clock
+        self._batch = batch_size
+
+    def sweep(self) -> int:
+        """Expire what is due now; return how many expired. Each batch is one atomic script."""
+        expired = self._store.sweep(now=self._clock.now(), batch_size=self._batch)
+        for item in expired:
+            log.info(
+                "challenge_expired",
+                challenge_id=item.challenge_id,
+                user_id=item.user_id,
+                factor=item.factor,
+                outcome="expired",
+            )
+            self._publisher.publish(
+                ChallengeFinished(
+                    item.challenge_id,
+                    item.user_id,
+                    factor=FactorType(item.factor),
+                    status=ChallengeStatus.EXPIRED,
+                    application=item.application,
+                )
+            )
+        return len(expired)

@@ -1,0 +1,82 @@
+"""Thin tasks: look up the service, call it, retry only transient provider errors."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from celery import signals
+
+from mfa_pipeline.adapters.celery_publisher import DELIVER_SMS, SWEEP_EXPIRED
+from mfa_pipeline.services.delivery import DeliveryOutcome
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+    from mfa_pipeline.bootstrap import Container
+
+_containers: dict[int, Container] = {}
+_lock = threading.Lock()
+
+
+def container_for(app: Celery) -> Container:
+    """The process's container for `app`, built on first use (after the worker forked)."""
+    key = id(app)
+    with _lock:
+        if key not in _containers:
+            factory = app.conf.mfa_container_factory
+            if factory is None:
+                from mfa_pipeline.bootstrap import bootstrap  # noqa: PLC0415
+
+                _containers[key] = bootstrap(app.conf.mfa_settings)
+            else:
+                _containers[key] = factory()
+        return _containers[key]
+
+
+def retry_countdown(retries: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: spreads retries so a provider outage ends smoothly."""
+    return random.uniform(0, min(cap, base * (2**retries)))
+
+
+def register(app: Celery) -> None:
+    settings = app.conf.mfa_settings
+
+    @app.task(
+        name=DELIVER_SMS,
+        bind=True,
+        acks_late=True,
+        ignore_result=True,
+        max_retries=settings.sms_max_retries,
+    )
+    def deliver_sms(self: Task, challenge_id: str, seq: int) -> str:
+        container = container_for(self.app)
+        retries = int(self.request.retries)
+        outcome = container.delivery.deliver(
+            challenge_id=challenge_id, seq=seq, final_attempt=retries >= self.max_retries
+        )
+        if outcome is DeliveryOutcome.RETRY:
+            raise self.retry(
+                countdown=retry_countdown(
+                    retries,
+                    base=settings.sms_retry_backoff_seconds,
+                    cap=settings.sms_retry_backoff_max_seconds,
+                )
+            )
+        return outcome.value
+
+    @app.task(name=SWEEP_EXPIRED, bind=True, acks_late=True, ignore_result=True)
+    def sweep_expired(self: Task) -> int:
+        return container_for(self.app).sweeps.sweep()
+
+
+@signals.task_prerun.connect
+def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
+
+
+@signals.task_postrun.connect
+def _unbind_task(**_: Any) -> None:
+    structlog.contextvars.clear_contextvars()
