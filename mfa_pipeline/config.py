@@ -63,14 +63,14 @@ class Settings(BaseSettings):
     fcm_api_base_url: str | None = None
     public_url: str | None = None
 
-    sms_code_ttl_seconds: int = Field(default=600, ge=30)
-    push_ttl_seconds: int = Field(default=120, ge=10)
-    challenge_ttl_seconds: int = Field(default=300, ge=10)
+    sms_code_ttl_seconds: int = Field(default=600, ge=1)
+    push_ttl_seconds: int = Field(default=120, ge=1)
+    challenge_ttl_seconds: int = Field(default=300, ge=1)
     trusted_session_ttl_seconds: int = Field(default=604800, ge=60)
     sweep_interval_seconds: float = Field(default=15, gt=0)
     sweep_batch_size: int = Field(default=500, ge=1)
     # How long a finished or expired challenge stays readable (GET says `expired`, not 404).
-    challenge_retention_seconds: int = Field(default=3600, ge=60)
+    challenge_retention_seconds: int = Field(default=3600, ge=1)
     store_shards: int = Field(default=16, ge=1, le=4096)
 
     totp_issuer: str = "mfa-pipeline"

@@ -27,16 +27,27 @@ def _bundled_redis_server() -> str:
         return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    """A redis-server child process on loopback. `persist=False` keeps nothing on disk."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        persist: bool = True,
+        binary: str | None = None,
+    ) -> None:
         self.dir = data_dir / "redis"
-        self.port = port or _free_port()
+        self.port = port or free_port()
+        self.persist = persist
+        self.binary = binary or _bundled_redis_server()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,11 +58,11 @@ class EmbeddedRedis:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own binary
             [
-                _bundled_redis_server(),
+                self.binary,
                 "--bind", "127.0.0.1",
                 "--port", str(self.port),
                 "--dir", str(self.dir.resolve()),
-                "--save", "60 1",
+                "--save", "60 1" if self.persist else "",
                 "--appendonly", "no",
                 "--protected-mode", "yes",
             ],

@@ -1,3 +1,5 @@
 pytest_plugins = [
     "tests.fixtures.services",
+    "tests.fixtures.twilio",
+    "tests.fixtures.pipeline",
 ]

@@ -46,6 +46,7 @@ def register(app: Celery) -> None:
 
     @app.task(
         name=DELIVER_SMS,
+        shared=False,
         bind=True,
         acks_late=True,
         ignore_result=True,
@@ -67,7 +68,7 @@ def register(app: Celery) -> None:
             )
         return outcome.value
 
-    @app.task(name=SWEEP_EXPIRED, bind=True, acks_late=True, ignore_result=True)
+    @app.task(name=SWEEP_EXPIRED, shared=False, bind=True, acks_late=True, ignore_result=True)
     def sweep_expired(self: Task) -> int:
         return container_for(self.app).sweeps.sweep()
 

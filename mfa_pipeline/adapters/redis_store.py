@@ -160,8 +160,15 @@ class RedisChallengeStore(ChallengeStore):
             "rs": c.resends,
             "nm": c.number_match or "",
         }
-        if c.completed_at is not None:
-            fields["done"] = c.completed_at
+        optional: dict[str, str | float | None] = {
+            "dsid": c.delivery.provider_id,
+            "derr": c.delivery.error_code,
+            "dsent": c.delivery.sent_at,
+            "dupd": c.delivery.updated_at,
+            "lrs": c.last_resend_at,
+            "done": c.completed_at,
+        }
+        fields.update({name: value for name, value in optional.items() if value is not None})
         flat: list[str | int | float] = []
         for name, value in fields.items():
             flat += [name, value]

@@ -45,10 +45,14 @@ _HTTP_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **details: Any
+    http_status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    **details: Any,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, **details}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=http_status, headers=headers)
 
 
 def status_for(exc: e.MfaError) -> int:

@@ -2,7 +2,9 @@
 -- provider id, error code, fail challenge (1/0).
 local key, due = KEYS[1], KEYS[2]
 local id, channel, now, retain_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local h = redis.call('HMGET', key, 'status', 'cseq')
+-- Stale unless `seq` is the current send sequence: a resend supersedes the older outcome
+-- even before its own claim, and a failure found before any claim still counts.
+local h = redis.call('HMGET', key, 'status', 'seq')
 if not h[1] then return {'not_found', '', 0} end
 if tonumber(h[2]) ~= tonumber(ARGV[5]) then return {'stale', h[1], 0} end
 redis.call('HSET', key, 'dst', ARGV[6], 'dupd', now)

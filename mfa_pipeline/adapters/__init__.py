@@ -1,0 +1,1 @@
+"""Adapters: the ports implemented on Redis, SQL, Twilio, Celery and the local outbox."""

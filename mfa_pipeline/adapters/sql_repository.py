@@ -1,0 +1,213 @@
+"""Users and factors in SQL (SQLite by default, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mfa_pipeline.adapters.sql_models import FactorRow, UserRow
+from mfa_pipeline.domain.challenges import FactorType
+from mfa_pipeline.domain.errors import UnavailableError
+from mfa_pipeline.domain.factors import Factor, FactorStatus, User
+from mfa_pipeline.ports import FactorRepository
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def create_engine_for(url: str) -> sa.Engine:
+    """An engine tuned for its database: SQLite shared by processes, or a PostgreSQL pool."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    # WAL lets the API and worker processes read while one writes; busy_timeout waits for a
+    # writer instead of failing; NORMAL sync is durable across crashes of the process.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def translate_db_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """A database that cannot be reached becomes the domain's `UnavailableError` (503)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except OperationalError as exc:
+            raise UnavailableError("The enrollment database is unavailable; try again.") from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise UnavailableError(
+                    "The enrollment database is unavailable; try again."
+                ) from exc
+            raise
+
+    return wrapper
+
+
+def _factor(row: FactorRow) -> Factor:
+    return Factor(
+        factor_id=row.factor_id,
+        user_id=row.user_id,
+        type=FactorType(row.type),
+        status=FactorStatus(row.status),
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        secret_ciphertext=row.secret_ciphertext,
+        phone_ciphertext=row.phone_ciphertext,
+        phone_last2=row.phone_last2,
+        phone_region=row.phone_region,
+        last_totp_step=row.last_totp_step,
+        pending_challenge_id=row.pending_challenge_id,
+        label=row.label,
+    )
+
+
+def _user(row: UserRow) -> User:
+    return User(user_id=row.user_id, firm_id=row.firm_id, created_at=row.created_at)
+
+
+class SqlFactorRepository(FactorRepository):
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def _session(self) -> Session:
+        return self._sessions()
+
+    @translate_db_errors
+    def upsert_user(self, user_id: str, *, firm_id: str | None, now: float) -> User:
+        with self._session() as session:
+            try:
+                with session.begin():
+                    session.add(
+                        UserRow(user_id=user_id, firm_id=firm_id, created_at=now, updated_at=now)
+                    )
+            except IntegrityError:
+                with session.begin():
+                    session.execute(
+                        sa.update(UserRow)
+                        .where(UserRow.user_id == user_id)
+                        .values(firm_id=firm_id, updated_at=now)
+                    )
+            row = session.get(UserRow, user_id)
+            assert row is not None  # noqa: S101 - just written
+            return _user(row)
+
+    @translate_db_errors
+    def get_user(self, user_id: str) -> User | None:
+        with self._session() as session:
+            row = session.get(UserRow, user_id)
+            return None if row is None else _user(row)
+
+    @translate_db_errors
+    def add_factor(self, factor: Factor) -> None:
+        with self._session() as session, session.begin():
+            session.add(
+                FactorRow(
+                    factor_id=factor.factor_id,
+                    user_id=factor.user_id,
+                    type=factor.type.value,
+                    status=factor.status.value,
+                    label=factor.label,
+                    secret_ciphertext=factor.secret_ciphertext,
+                    phone_ciphertext=factor.phone_ciphertext,
+                    phone_last2=factor.phone_last2,
+                    phone_region=factor.phone_region,
+                    last_totp_step=factor.last_totp_step,
+                    pending_challenge_id=factor.pending_challenge_id,
+                    created_at=factor.created_at,
+                    activated_at=factor.activated_at,
+                )
+            )
+
+    @translate_db_errors
+    def get_factor(self, user_id: str, factor_id: str) -> Factor | None:
+        with self._session() as session:
+            row = session.get(FactorRow, factor_id)
+            return None if row is None or row.user_id != user_id else _factor(row)
+
+    @translate_db_errors
+    def list_factors(self, user_id: str) -> list[Factor]:
+        with self._session() as session:
+            rows = session.scalars(
+                sa.select(FactorRow)
+                .where(FactorRow.user_id == user_id)
+                .order_by(FactorRow.created_at, FactorRow.factor_id)
+            )
+            return [_factor(r) for r in rows]
+
+    def _conditional_update(self, statement: sa.Update) -> bool:
+        with self._session() as session, session.begin():
+            result = session.execute(statement)
+            return int(getattr(result, "rowcount", 0)) == 1
+
+    @translate_db_errors
+    def activate_factor(self, user_id: str, factor_id: str, *, now: float) -> bool:
+        return self._conditional_update(
+            sa.update(FactorRow)
+            .where(
+                FactorRow.factor_id == factor_id,
+                FactorRow.user_id == user_id,
+                FactorRow.status == FactorStatus.PENDING.value,
+            )
+            .values(status=FactorStatus.ACTIVE.value, activated_at=now, pending_challenge_id=None)
+        )
+
+    @translate_db_errors
+    def set_pending_challenge(self, user_id: str, factor_id: str, challenge_id: str) -> None:
+        self._conditional_update(
+            sa.update(FactorRow)
+            .where(FactorRow.factor_id == factor_id, FactorRow.user_id == user_id)
+            .values(pending_challenge_id=challenge_id)
+        )
+
+    @translate_db_errors
+    def delete_factor(self, user_id: str, factor_id: str) -> bool:
+        with self._session() as session, session.begin():
+            result = session.execute(
+                sa.delete(FactorRow).where(
+                    FactorRow.factor_id == factor_id, FactorRow.user_id == user_id
+                )
+            )
+            return int(getattr(result, "rowcount", 0)) == 1
+
+    @translate_db_errors
+    def accept_totp_step(self, factor_id: str, step: int) -> bool:
+        # One conditional UPDATE: of two processes racing with the same code, one matches.
+        return self._conditional_update(
+            sa.update(FactorRow)
+            .where(
+                FactorRow.factor_id == factor_id,
+                sa.or_(FactorRow.last_totp_step.is_(None), FactorRow.last_totp_step < step),
+            )
+            .values(last_totp_step=step)
+        )
+
+    @translate_db_errors
+    def ping(self) -> None:
+        with self._engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
