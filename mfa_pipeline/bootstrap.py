@@ -92,7 +92,9 @@ def build_sms_sender(settings: Settings) -> SmsSender:
     if settings.sms_provider is SmsProvider.TWILIO:
         from mfa_pipeline.adapters.twilio_sms import TwilioSmsSender  # noqa: PLC0415
 
-        if not (settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from):
+        if not (
+            settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+        ):
             raise ConfigurationError(
                 "MFA_SMS_PROVIDER=twilio needs MFA_TWILIO_ACCOUNT_SID, MFA_TWILIO_AUTH_TOKEN "
                 "and MFA_TWILIO_FROM."

@@ -61,16 +61,39 @@ def up(host: str, port: int, concurrency: int) -> None:
         [*me, "beat"],
     ]
     children = [subprocess.Popen(role, env=env) for role in roles]  # noqa: S603
+    _banner(settings, host, port, embedded.url if embedded else None)
+    try:
+        stopped_by_signal = _supervise(children)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    if not stopped_by_signal:
+        raise SystemExit(1)  # a role died on its own
+
+
+def _banner(settings: Settings, host: str, port: int, embedded_url: str | None) -> None:
     key = dev_api_key(settings)
-    click.echo(
-        "\nmfa-pipeline is starting\n"
-        f"  API        http://{host}:{port}  (OpenAPI at /docs, /openapi.json)\n"
-        + (f"  API key    {key}  (application 'dev'; set MFA_API_KEYS to choose your own)\n" if key else "")
-        + f"  Redis      {'embedded, ' + embedded.url if embedded else 'MFA_REDIS_URL'}\n"
-        f"  Database   {'SQLite in ' + str(settings.data_dir) if not settings.database_url else 'MFA_DATABASE_URL'}\n"
-        "  SMS/push   outbox: see them with `mfa-pipeline outbox`\n"
-        "  Stop with Ctrl-C.\n"
-    )
+    lines = [
+        "",
+        "mfa-pipeline is starting",
+        f"  API        http://{host}:{port}  (OpenAPI at /docs and /openapi.json)",
+    ]
+    if key:
+        lines.append(f"  API key    {key}  (application 'dev'; set MFA_API_KEYS to choose)")
+    lines += [
+        f"  Redis      {'embedded at ' + embedded_url if embedded_url else 'MFA_REDIS_URL'}",
+        "  Database   "
+        + (f"SQLite in {settings.data_dir}" if not settings.database_url else "MFA_DATABASE_URL"),
+        f"  SMS        {settings.sms_provider.value}"
+        + (": read them with `mfa-pipeline outbox`" if settings.sms_provider == "outbox" else ""),
+        "  Stop with Ctrl-C.",
+        "",
+    ]
+    click.echo("\n".join(lines))
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> bool:
+    """Wait for SIGTERM/SIGINT or a dead child; stop all warmly. True when a signal stopped us."""
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
@@ -79,24 +102,19 @@ def up(host: str, port: int, concurrency: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    try:
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.2)
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)  # Celery's warm shutdown: tasks finish
-        deadline = time.monotonic() + 30
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if embedded is not None:
-            embedded.stop()
-    failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM)]
-    if failed and not stopping:
-        raise SystemExit(1)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)  # Celery's warm shutdown: running tasks finish
+    deadline = time.monotonic() + 30
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return stopping
 
 
 @main.command()
@@ -130,12 +148,27 @@ def worker(queues: str, concurrency: int, pool: str) -> None:
 
     unknown = {q.strip() for q in queues.split(",")} - set(QUEUES)
     if unknown:
-        raise click.BadParameter(f"unknown queue(s): {', '.join(sorted(unknown))}", param_hint="--queues")
+        raise click.BadParameter(
+            f"unknown queue(s): {', '.join(sorted(unknown))}", param_hint="--queues"
+        )
     app = create_celery_app(_settings())
     name = f"mfa-{queues.replace(',', '-')}@%h"
     app.worker_main(
-        ["worker", "--queues", queues, "--concurrency", str(concurrency), "--pool", pool,
-         "--hostname", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+        [
+            "worker",
+            "--queues",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            pool,
+            "--hostname",
+            name,
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ]
     )
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mfa_pipeline.adapters.crypto import generate_key
 from mfa_pipeline.config import Environment, Settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEV_APPLICATION = "dev"
 

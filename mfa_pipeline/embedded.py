@@ -59,12 +59,18 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own binary
             [
                 self.binary,
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--dir", str(self.dir.resolve()),
-                "--save", "60 1" if self.persist else "",
-                "--appendonly", "no",
-                "--protected-mode", "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.dir.resolve()),
+                "--save",
+                "60 1" if self.persist else "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -72,16 +78,19 @@ class EmbeddedRedis:
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout
         try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        raise RuntimeError("The embedded Redis did not start.") from None
-                    time.sleep(0.05)
+            while not self._answers(client):
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("The embedded Redis did not start.")
+                time.sleep(0.05)
         finally:
             client.close()
+
+    @staticmethod
+    def _answers(client: redis.Redis) -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
 
     def stop(self) -> None:
         if self.process is None:

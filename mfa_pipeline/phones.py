@@ -37,7 +37,9 @@ def parse_phone(text: object, region: str | None = None) -> PhoneNumber:
     try:
         parsed = phonenumbers.parse(text, region.upper() if region else None)
     except NumberParseException as exc:
-        hint = "" if text.strip().startswith("+") or region else " Add the country code or a region."
+        hint = (
+            "" if text.strip().startswith("+") or region else " Add the country code or a region."
+        )
         raise InvalidPhoneError(f"That is not a phone number we can read.{hint}") from exc
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidPhoneError("That phone number is not valid for its country.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Queue  # type: ignore[attr-defined]
 
 from mfa_pipeline.adapters.celery_publisher import DELIVER_SMS, SWEEP_EXPIRED
 

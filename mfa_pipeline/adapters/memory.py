@@ -19,7 +19,9 @@ class InMemoryFactorRepository(FactorRepository):
         with self._lock:
             existing = self._users.get(user_id)
             user = (
-                User(user_id, firm_id, now) if existing is None else replace(existing, firm_id=firm_id)
+                User(user_id, firm_id, now)
+                if existing is None
+                else replace(existing, firm_id=firm_id)
             )
             self._users[user_id] = user
             return user
@@ -47,7 +49,11 @@ class InMemoryFactorRepository(FactorRepository):
     def activate_factor(self, user_id: str, factor_id: str, *, now: float) -> bool:
         with self._lock:
             factor = self._factors.get(factor_id)
-            if factor is None or factor.user_id != user_id or factor.status is not FactorStatus.PENDING:
+            if (
+                factor is None
+                or factor.user_id != user_id
+                or factor.status is not FactorStatus.PENDING
+            ):
                 return False
             self._factors[factor_id] = replace(
                 factor, status=FactorStatus.ACTIVE, activated_at=now, pending_challenge_id=None
@@ -71,7 +77,9 @@ class InMemoryFactorRepository(FactorRepository):
     def accept_totp_step(self, factor_id: str, step: int) -> bool:
         with self._lock:
             factor = self._factors.get(factor_id)
-            if factor is None or (factor.last_totp_step is not None and factor.last_totp_step >= step):
+            if factor is None or (
+                factor.last_totp_step is not None and factor.last_totp_step >= step
+            ):
                 return False
             self._factors[factor_id] = replace(factor, last_totp_step=step)
             return True

@@ -314,5 +314,7 @@ class RedisRateLimiter(RateLimiter):
 
     @translate_redis_errors
     def hit(self, key: str, limit: RateLimit, *, now: float) -> float:  # noqa: ARG002 - Redis keeps the window
-        wait_ms = int(self._hit(keys=[self._keys.rate(key)], args=[limit.count, _ms(limit.window_seconds)]))
+        wait_ms = int(
+            self._hit(keys=[self._keys.rate(key)], args=[limit.count, _ms(limit.window_seconds)])
+        )
         return wait_ms / 1000

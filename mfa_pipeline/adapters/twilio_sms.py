@@ -32,7 +32,9 @@ class TwilioSmsSender(SmsSender):
     ) -> None:
         # The client logs whole request bodies (the code) at DEBUG: never let that through.
         logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
-        self._client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+        self._client = Client(
+            account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout)
+        )
         if api_base_url:
             self._client.api.base_url = api_base_url.rstrip("/")
         self._from = from_

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from mfa_pipeline.api.watcher import ChallengeWatcher  # noqa: TC001 - FastAPI reads annotations
-from mfa_pipeline.bootstrap import Container  # noqa: TC001
+from mfa_pipeline.api.watcher import ChallengeWatcher
+from mfa_pipeline.bootstrap import Container
 from mfa_pipeline.domain.errors import UnauthenticatedError
 
 _bearer = HTTPBearer(auto_error=False, description="An application's API key (MFA_API_KEYS).")

@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mfa_pipeline.domain import errors as e
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from fastapi import FastAPI, Request
 
 log = structlog.get_logger(__name__)
@@ -48,7 +50,7 @@ def error_response(
     http_status: int,
     code: str,
     message: str,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **details: Any,
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, **details}}

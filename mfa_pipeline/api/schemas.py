@@ -95,7 +95,6 @@ class CreateChallengeBody(Request):
     code: Code | None = None
 
 
-
 class DeliveryOut(BaseModel):
     status: str
     attempts: int

@@ -48,7 +48,7 @@ class ChallengeWatcher:
                 await self._reader
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -125,7 +125,7 @@ class ChallengeWatcher:
         async with self._lock:
             if self._pubsub is not None:
                 with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.aclose()
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._pubsub = None
             self._subscribed.clear()
             self._active.clear()

@@ -57,7 +57,7 @@ class ChallengePurpose(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Lifetimes:
-    """Seconds each kind of challenge lives (contract: SMS 10 min from sending, push 2 min, else 5)."""
+    """Seconds each challenge lives: SMS 10 min from sending, push 2 min, others 5 (contract)."""
 
     sms: int = 600
     push: int = 120
@@ -117,7 +117,7 @@ class Challenge:
         return max(0, self.max_attempts - self.attempts)
 
     def status_at(self, now: float) -> ChallengeStatus:
-        """The status a reader should see: pending past its expiry reads as expired before a sweep."""
+        """The status a reader sees: pending past expiry reads `expired` even before a sweep."""
         if self.status is ChallengeStatus.PENDING and now >= self.expires_at:
             return ChallengeStatus.EXPIRED
         return self.status

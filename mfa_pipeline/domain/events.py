@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType
+if TYPE_CHECKING:
+    from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType
 
 
 @dataclass(frozen=True, slots=True)

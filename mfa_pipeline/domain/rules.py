@@ -16,9 +16,9 @@ class ChallengeRules:
     max_attempts: int = 5
     max_resends: int = 3
     resend_interval_seconds: float = 30
-    challenges_per_user: RateLimit = RateLimit(10, 600)
-    challenges_per_ip: RateLimit = RateLimit(60, 600)
-    verifications_per_user: RateLimit = RateLimit(30, 600)
-    verifications_per_ip: RateLimit = RateLimit(120, 600)
+    challenges_per_user: RateLimit = field(default_factory=lambda: RateLimit(10, 600))
+    challenges_per_ip: RateLimit = field(default_factory=lambda: RateLimit(60, 600))
+    verifications_per_user: RateLimit = field(default_factory=lambda: RateLimit(30, 600))
+    verifications_per_ip: RateLimit = field(default_factory=lambda: RateLimit(120, 600))
     sms_max_retries: int = 5
     totp_issuer: str = "mfa-pipeline"

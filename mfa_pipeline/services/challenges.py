@@ -23,6 +23,7 @@ from mfa_pipeline.domain.codes import normalize_code
 from mfa_pipeline.domain.errors import (
     FactorNotEnrolledError,
     InvalidRequestError,
+    MfaError,
     NotFoundError,
     RateLimitedError,
     TooManyResendsError,
@@ -71,7 +72,9 @@ class RateLimits:
         wait = self._limiter.hit(key, limit, now=now)
         if wait > 0:
             log.warning("rate_limited", limit=key.split(":", 1)[0], outcome="rejected")
-            raise RateLimitedError(f"Too many {what}; try again later.", retry_after=int(wait + 0.999))
+            raise RateLimitedError(
+                f"Too many {what}; try again later.", retry_after=int(wait + 0.999)
+            )
 
     def on_create(self, user_id: str, ip: str | None, now: float) -> None:
         self._check(f"cu:{user_id}", self._rules.challenges_per_user, now, "login attempts")
@@ -223,9 +226,7 @@ class ChallengeService:
                     return candidate
             raise FactorNotEnrolledError("That factor is not an active factor of this user.")
         order = (
-            AUTO_PREFERENCE
-            if requested is RequestedFactor.AUTO
-            else (FactorType(requested.value),)
+            AUTO_PREFERENCE if requested is RequestedFactor.AUTO else (FactorType(requested.value),)
         )
         for factor_type in order:
             for candidate in active:
@@ -253,28 +254,31 @@ class ChallengeService:
         ensure_open(challenge, now)
         self.limits.on_verify(challenge.user_id, challenge.context.ip, now)
         try:
-            if challenge.factor is FactorType.SMS:
-                self._verifier.check_sms(challenge, normalized, now=now)
-            elif challenge.factor is FactorType.TOTP:
-                factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
-                if factor is None:
-                    raise FactorNotEnrolledError("The challenge's factor was removed.")
-                self._verifier.check_totp(challenge, factor, normalized, now=now)
-                raise_for_blocked(
-                    self._store.complete(challenge_id, ChallengeStatus.VERIFIED, now=now)
-                )
-            else:
-                raise InvalidRequestError(
-                    "This challenge is answered on the device, not with a code.", field="code"
-                )
-        except Exception as exc:
+            self._check_code(challenge, normalized, now)
+        except MfaError as exc:
             self._log_outcome(challenge, exc)
             raise
         self._finished(challenge, ChallengeStatus.VERIFIED)
         return ChallengeView(challenge, ChallengeStatus.VERIFIED)
 
-    def _log_outcome(self, challenge: Challenge, exc: Exception) -> None:
-        code = getattr(exc, "code", type(exc).__name__)
+    def _check_code(self, challenge: Challenge, code: str, now: float) -> None:
+        if challenge.factor is FactorType.SMS:
+            self._verifier.check_sms(challenge, code, now=now)
+            return
+        if challenge.factor is not FactorType.TOTP:
+            raise InvalidRequestError(
+                "This challenge is answered on the device, not with a code.", field="code"
+            )
+        factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
+        if factor is None:
+            raise FactorNotEnrolledError("The challenge's factor was removed.")
+        self._verifier.check_totp(challenge, factor, code, now=now)
+        raise_for_blocked(
+            self._store.complete(challenge.challenge_id, ChallengeStatus.VERIFIED, now=now)
+        )
+
+    def _log_outcome(self, challenge: Challenge, exc: MfaError) -> None:
+        code = exc.code
         log.info(
             "challenge_verify_failed",
             challenge_id=challenge.challenge_id,

@@ -63,7 +63,9 @@ class SmsDeliveryService:
         self._ttl = code_ttl_seconds
         self._status_callback = status_callback_url
 
-    def deliver(self, *, challenge_id: str, seq: int, final_attempt: bool = False) -> DeliveryOutcome:
+    def deliver(  # noqa: PLR0911 - one return per delivery outcome reads best
+        self, *, challenge_id: str, seq: int, final_attempt: bool = False
+    ) -> DeliveryOutcome:
         """Send the code of send sequence `seq`; `final_attempt` turns a transient error final."""
         bound = log.bind(challenge_id=challenge_id, seq=seq, factor="sms")
         challenge = self._store.get(challenge_id)
@@ -98,7 +100,10 @@ class SmsDeliveryService:
             if final_attempt:
                 return self._fail(challenge, seq, exc.code or "transient", bound)
             self._store.record_delivery(
-                challenge_id, seq, status=DeliveryStatus.RETRYING.value, now=self._clock.now(),
+                challenge_id,
+                seq,
+                status=DeliveryStatus.RETRYING.value,
+                now=self._clock.now(),
                 error_code=exc.code,
             )
             bound.warning("sms_retrying", provider_error_code=exc.code)
@@ -106,7 +111,10 @@ class SmsDeliveryService:
         except SmsPermanentError as exc:
             return self._fail(challenge, seq, exc.code or "rejected", bound)
         self._store.record_delivery(
-            challenge_id, seq, status=DeliveryStatus.SENT.value, now=self._clock.now(),
+            challenge_id,
+            seq,
+            status=DeliveryStatus.SENT.value,
+            now=self._clock.now(),
             provider_id=receipt.provider_id,
         )
         bound.info(
@@ -122,15 +130,22 @@ class SmsDeliveryService:
         self, challenge: Challenge, seq: int, error_code: str, bound: structlog.stdlib.BoundLogger
     ) -> DeliveryOutcome:
         result = self._store.record_delivery(
-            challenge.challenge_id, seq, status=DeliveryStatus.FAILED.value,
-            now=self._clock.now(), error_code=error_code, fail_challenge=True,
+            challenge.challenge_id,
+            seq,
+            status=DeliveryStatus.FAILED.value,
+            now=self._clock.now(),
+            error_code=error_code,
+            fail_challenge=True,
         )
         bound.warning("sms_failed", outcome="failed", provider_error_code=error_code)
         if result.transition is Transition.DONE and result.status is ChallengeStatus.FAILED:
             self._publisher.publish(
                 ChallengeFinished(
-                    challenge.challenge_id, challenge.user_id, factor=challenge.factor,
-                    status=ChallengeStatus.FAILED, application=challenge.context.application,
+                    challenge.challenge_id,
+                    challenge.user_id,
+                    factor=challenge.factor,
+                    status=ChallengeStatus.FAILED,
+                    application=challenge.context.application,
                 )
             )
         return DeliveryOutcome.FAILED

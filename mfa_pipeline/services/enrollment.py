@@ -113,7 +113,9 @@ class EnrollmentService:
             factor, secret_ciphertext=self._secrets.encrypt(secret, context=totp_context(factor))
         )
         self._factors.add_factor(factor)
-        uri = provisioning_uri(secret, account=account_name or user_id, issuer=self._rules.totp_issuer)
+        uri = provisioning_uri(
+            secret, account=account_name or user_id, issuer=self._rules.totp_issuer
+        )
         log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="totp")
         return TotpEnrollment(factor=factor, secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
 
@@ -184,4 +186,3 @@ class EnrollmentService:
         if not self._factors.delete_factor(user_id, factor_id):
             raise NotFoundError("No such factor.")
         log.info("factor_removed", user_id=user_id, factor_id=factor_id)
-

@@ -11,6 +11,7 @@ from mfa_pipeline.domain.codes import code_digest
 from mfa_pipeline.domain.errors import (
     ChallengeCompletedError,
     ChallengeExpiredError,
+    MfaError,
     NotFoundError,
     TooManyAttemptsError,
     WrongCodeError,
@@ -34,21 +35,25 @@ def phone_context(factor: Factor) -> str:
     return f"sms:{factor.user_id}:{factor.factor_id}"
 
 
+_REFUSALS: dict[Transition, tuple[type[MfaError], str]] = {
+    Transition.NOT_FOUND: (NotFoundError, "No such challenge."),
+    Transition.EXPIRED: (ChallengeExpiredError, "This challenge has expired; start a new one."),
+    Transition.LOCKED: (TooManyAttemptsError, "Too many wrong codes; this challenge is locked."),
+}
+
+
 def raise_for_blocked(result: StoreResult) -> None:
     """Map a store refusal onto the contract's errors; return when the change was made."""
     t = result.transition
     if t is Transition.DONE:
         return
-    if t is Transition.NOT_FOUND:
-        raise NotFoundError("No such challenge.")
-    if t is Transition.EXPIRED:
-        raise ChallengeExpiredError("This challenge has expired; start a new one.")
-    if t is Transition.LOCKED:
-        raise TooManyAttemptsError("Too many wrong codes; this challenge is locked.")
     if t is Transition.MISMATCH:
         raise WrongCodeError(
             "That code is not correct.", attempts_remaining=result.attempts_remaining
         )
+    if t in _REFUSALS:
+        error, message = _REFUSALS[t]
+        raise error(message)
     raise ChallengeCompletedError(
         "This challenge is already completed.",
         status=result.status.value if result.status else None,

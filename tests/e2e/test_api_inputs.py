@@ -141,7 +141,9 @@ def test_an_invalid_phone_number_is_refused_with_a_human_message(api: httpx.Clie
     assert api.get(f"/v1/users/{user_id}/factors").json() == []
 
 
-def test_too_many_challenges_for_one_user_are_rate_limited(api: httpx.Client, clock: FrozenClock) -> None:
+def test_too_many_challenges_for_one_user_are_rate_limited(
+    api: httpx.Client, clock: FrozenClock
+) -> None:
     user_id = new_user_id()
     api.put(f"/v1/users/{user_id}", json={})
     body = api.post(f"/v1/users/{user_id}/factors/totp").json()

@@ -70,9 +70,7 @@ def enroll_sms(api: httpx.Client, fake: FakeTwilio, user_id: str) -> str:
     return str(body["factor_id"])
 
 
-def test_a_user_enrolls_totp_and_logs_in_with_a_code(
-    api: httpx.Client, clock: FrozenClock
-) -> None:
+def test_a_user_enrolls_totp_and_logs_in_with_a_code(api: httpx.Client, clock: FrozenClock) -> None:
     user_id = create_user(api)
     totp = enroll_totp(api, clock, user_id)
     assert api.get(f"/v1/users/{user_id}").json()["mfa_enabled"] is True
@@ -143,9 +141,10 @@ def test_an_sms_code_reaches_the_phone_through_twilio_and_verifies(
     assert fake_twilio.messages[1]["To"] == PHONE_E164
 
     state = wait_until(
-        lambda: (s := api.get(f"/v1/challenges/{challenge_id}").json())["delivery"]["status"]
-        == "sent"
-        and s
+        lambda: (
+            (s := api.get(f"/v1/challenges/{challenge_id}").json())["delivery"]["status"] == "sent"
+            and s
+        )
     )
     assert state["delivery"]["provider_id"].startswith("SM")
     verified = api.post(f"/v1/challenges/{challenge_id}/verify", json={"code": code})
@@ -178,9 +177,7 @@ def test_two_concurrent_verifies_of_one_code_let_exactly_one_win(
     assert sorted(statuses) == [200] + [409] * 7
 
 
-def test_five_wrong_codes_lock_the_challenge(
-    api: httpx.Client, clock: FrozenClock
-) -> None:
+def test_five_wrong_codes_lock_the_challenge(api: httpx.Client, clock: FrozenClock) -> None:
     user_id = create_user(api)
     totp = enroll_totp(api, clock, user_id)
     challenge_id = api.post("/v1/challenges", json={"user_id": user_id, "factor": "totp"}).json()[
@@ -210,7 +207,12 @@ def test_an_expired_challenge_is_swept_reads_expired_and_refuses_codes(
     ]
     clock.advance(container.settings.challenge_ttl_seconds + 1)
     celery_app.send_task("mfa.sweep_expired", queue="sweeps")  # type: ignore[attr-defined]
-    wait_until(lambda: container.redis.hget(container.store.keys.challenge(challenge_id), "status") == "expired")  # type: ignore[attr-defined]
+    wait_until(
+        lambda: (
+            container.redis.hget(container.store.keys.challenge(challenge_id), "status")
+            == "expired"
+        )
+    )  # type: ignore[attr-defined]
     assert api.get(f"/v1/challenges/{challenge_id}").json()["status"] == "expired"
     late = api.post(f"/v1/challenges/{challenge_id}/verify", json={"code": totp.at(clock.now())})
     assert late.status_code == 410
@@ -228,9 +230,10 @@ def test_a_provider_error_500_is_retried_and_the_code_still_arrives(
     ]
     code = last_code(fake_twilio, 2)
     state = wait_until(
-        lambda: (s := api.get(f"/v1/challenges/{challenge_id}").json())["delivery"]["status"]
-        == "sent"
-        and s
+        lambda: (
+            (s := api.get(f"/v1/challenges/{challenge_id}").json())["delivery"]["status"] == "sent"
+            and s
+        )
     )
     assert state["delivery"]["attempts"] == 2
     assert api.post(f"/v1/challenges/{challenge_id}/verify", json={"code": code}).status_code == 200
@@ -270,9 +273,12 @@ def test_a_long_poll_returns_when_the_challenge_is_verified(
     poller = threading.Thread(target=poll)
     poller.start()
     wait_until(lambda: api_server.waiters() > 0)  # type: ignore[attr-defined]
-    assert api.post(
-        f"/v1/challenges/{challenge_id}/verify", json={"code": totp.at(clock.now())}
-    ).status_code == 200
+    assert (
+        api.post(
+            f"/v1/challenges/{challenge_id}/verify", json={"code": totp.at(clock.now())}
+        ).status_code
+        == 200
+    )
     poller.join(10)
     assert not poller.is_alive()
     assert result["answer"]["status"] == "verified"  # type: ignore[index]
@@ -307,6 +313,7 @@ def test_an_application_sees_a_user_enrolled_through_another(
     user_id = create_user(api)
     enroll_totp(api, clock, user_id)
     with httpx.Client(
-        base_url=api_server.url, headers={"Authorization": f"Bearer {GROW_KEY}"}  # type: ignore[attr-defined]
+        base_url=api_server.url,
+        headers={"Authorization": f"Bearer {GROW_KEY}"},  # type: ignore[attr-defined]
     ) as grow:
         assert grow.get(f"/v1/users/{user_id}").json()["mfa_enabled"] is True

@@ -27,7 +27,10 @@ def active_sms_user(container: Container, fake: FakeTwilio) -> str:
     user_id = new_user_id()
     container.enrollment.put_user(user_id=user_id, firm_id=None)
     enrollment = container.enrollment.enroll_sms(user_id=user_id, phone="+12015550123", region=None)
-    assert container.delivery.deliver(challenge_id=enrollment.challenge_id, seq=0) is DeliveryOutcome.SENT
+    assert (
+        container.delivery.deliver(challenge_id=enrollment.challenge_id, seq=0)
+        is DeliveryOutcome.SENT
+    )
     code = fake.messages[-1]["Body"].split("code is ")[1][:6]
     container.enrollment.activate(user_id=user_id, factor_id=enrollment.factor.factor_id, code=code)
     return user_id
@@ -108,9 +111,11 @@ def test_a_duplicated_task_message_through_a_real_worker_sends_one_sms(
     container.publisher.publish(SmsDeliveryRequested(challenge_id, user_id, seq=0))
     with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=["sms"]):
         wait_until(
-            lambda: container.redis.llen("sms") == 0
-            and not worker_state.active_requests
-            and not worker_state.reserved_requests
+            lambda: (
+                container.redis.llen("sms") == 0
+                and not worker_state.active_requests
+                and not worker_state.reserved_requests
+            )
         )
     assert len(fake_twilio.messages) == 2  # enrollment + one login code
     assert container.challenges.get(challenge_id).challenge.delivery.status.value == "sent"

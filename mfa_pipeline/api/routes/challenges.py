@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Annotated
 
@@ -34,7 +36,9 @@ def preauth(body: PreauthBody, c: ContainerDep, _: ApplicationDep) -> PreauthOut
     except NotFoundError:
         return PreauthOut(result="bypass", factors=[])
     active = [f for f in view.factors if f.is_active]
-    return PreauthOut(result="auth" if active else "bypass", factors=[factor_out(f) for f in active])
+    return PreauthOut(
+        result="auth" if active else "bypass", factors=[factor_out(f) for f in active]
+    )
 
 
 @router.post(
@@ -48,7 +52,9 @@ def preauth(body: PreauthBody, c: ContainerDep, _: ApplicationDep) -> PreauthOut
         429: {"model": ErrorOut},
     },
 )
-def create_challenge(body: CreateChallengeBody, c: ContainerDep, app: ApplicationDep) -> ChallengeOut:
+def create_challenge(
+    body: CreateChallengeBody, c: ContainerDep, app: ApplicationDep
+) -> ChallengeOut:
     """Start a second-factor check. SMS is queued for the workers; this answers at once.
 
     For TOTP the code may come along: the challenge is then created and checked at once.
@@ -78,7 +84,9 @@ async def get_challenge(
     c: ContainerDep,
     watcher: WatcherDep,
     _: ApplicationDep,
-    wait: Annotated[float, Query(ge=0, le=30, description="Seconds to wait for a status change")] = 0,
+    wait: Annotated[
+        float, Query(ge=0, le=30, description="Seconds to wait for a status change")
+    ] = 0,
 ) -> ChallengeOut:
     view = await run_in_threadpool(c.challenges.get, challenge_id)
     if wait <= 0 or view.status is not ChallengeStatus.PENDING:
@@ -95,21 +103,10 @@ async def get_challenge(
             # Wake at the change, or at expiry (a pending challenge reads `expired` after it).
             until_expiry = view.challenge.expires_at - c.clock.now()
             timeout = max(0.0, min(remaining, until_expiry + 0.05))
-            try:
-                await _wait(changed, timeout)
-            finally:
-                view = await run_in_threadpool(c.challenges.get, challenge_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed, timeout)
+            view = await run_in_threadpool(c.challenges.get, challenge_id)
     return challenge_out(view)
-
-
-async def _wait(future: object, timeout: float) -> None:
-    import asyncio  # noqa: PLC0415
-
-    assert isinstance(future, asyncio.Future)  # noqa: S101
-    try:
-        await asyncio.wait_for(asyncio.shield(future), timeout)
-    except TimeoutError:
-        return
 
 
 @router.post(
@@ -136,6 +133,8 @@ def verify_challenge(
     response_model=ChallengeOut,
     responses={404: {"model": ErrorOut}, 429: {"model": ErrorOut}},
 )
-def resend_challenge(challenge_id: ChallengeIdPath, c: ContainerDep, _: ApplicationDep) -> ChallengeOut:
+def resend_challenge(
+    challenge_id: ChallengeIdPath, c: ContainerDep, _: ApplicationDep
+) -> ChallengeOut:
     """A fresh SMS code; the old one stops working at once."""
     return challenge_out(c.challenges.resend(challenge_id=challenge_id))

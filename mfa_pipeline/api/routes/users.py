@@ -62,9 +62,7 @@ def enroll_sms(
     user_id: UserIdPath, body: SmsEnrollBody, request: Request, c: ContainerDep, app: ApplicationDep
 ) -> SmsEnrollmentOut:
     """A pending SMS factor; a code is sent to the number to confirm it."""
-    context = RequestContext(
-        ip=None, user_agent=request.headers.get("user-agent"), application=app
-    )
+    context = RequestContext(ip=None, user_agent=request.headers.get("user-agent"), application=app)
     enrollment = c.enrollment.enroll_sms(
         user_id=user_id, phone=body.phone, region=body.region, context=context
     )
