@@ -44,6 +44,12 @@ def retry_countdown(retries: int, *, base: float, cap: float) -> float:
 def register(app: Celery) -> None:
     settings = app.conf.mfa_settings
 
+    def warm_up(**_: Any) -> None:
+        # Connect to Redis and SQL when a pool process starts, not on its first delivery.
+        container_for(app)
+
+    signals.worker_process_init.connect(warm_up, weak=False)
+
     @app.task(
         name=DELIVER_SMS,
         shared=False,
