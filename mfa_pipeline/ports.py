@@ -200,6 +200,10 @@ class RateLimiter(abc.ABC):
     def hit(self, key: str, limit: RateLimit, *, now: float) -> float:
         """Count one event under `key`; return 0 when allowed, else seconds until allowed."""
 
+    def hit_many(self, hits: Sequence[tuple[str, RateLimit]], *, now: float) -> list[float]:
+        """Count several events at once (adapters may do it in one round trip)."""
+        return [self.hit(key, limit, now=now) for key, limit in hits]
+
 
 class SecretBox(abc.ABC):
     """Authenticated encryption of secrets at rest, bound to where they belong (`context`)."""

@@ -309,12 +309,22 @@ class RedisRateLimiter(RateLimiter):
     """Fixed-window counters; one atomic script per hit."""
 
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._redis = client
         self._keys = RedisKeys(prefix, 1)
         self._hit = client.register_script(_lua("rate_limit"))
 
     @translate_redis_errors
-    def hit(self, key: str, limit: RateLimit, *, now: float) -> float:  # noqa: ARG002 - Redis keeps the window
-        wait_ms = int(
-            self._hit(keys=[self._keys.rate(key)], args=[limit.count, _ms(limit.window_seconds)])
-        )
-        return wait_ms / 1000
+    def hit(self, key: str, limit: RateLimit, *, now: float) -> float:
+        return self.hit_many([(key, limit)], now=now)[0]
+
+    @translate_redis_errors
+    def hit_many(self, hits: Sequence[tuple[str, RateLimit]], *, now: float) -> list[float]:  # noqa: ARG002 - Redis keeps the window
+        """All counters in one pipelined round trip (they may live in different cluster slots)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key, limit in hits:
+            self._hit(
+                keys=[self._keys.rate(key)],
+                args=[limit.count, _ms(limit.window_seconds)],
+                client=pipe,
+            )
+        return [int(wait_ms) / 1000 for wait_ms in pipe.execute()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -68,23 +69,34 @@ class RateLimits:
         self._limiter = limiter
         self._rules = rules
 
-    def _check(self, key: str, limit: RateLimit, now: float, what: str) -> None:
-        wait = self._limiter.hit(key, limit, now=now)
+    def _check(self, hits: list[tuple[str, RateLimit]], now: float, what: str) -> None:
+        waits = self._limiter.hit_many(hits, now=now)
+        wait = max(waits)
         if wait > 0:
-            log.warning("rate_limited", limit=key.split(":", 1)[0], outcome="rejected")
+            limited = hits[waits.index(wait)][0].split(":", 1)[0]
+            log.warning("rate_limited", limit=limited, outcome="rejected")
             raise RateLimitedError(
-                f"Too many {what}; try again later.", retry_after=int(wait + 0.999)
+                f"Too many {what}; try again later.", retry_after=math.ceil(wait)
             )
 
-    def on_create(self, user_id: str, ip: str | None, now: float) -> None:
-        self._check(f"cu:{user_id}", self._rules.challenges_per_user, now, "login attempts")
+    def on_create(
+        self, user_id: str, ip: str | None, now: float, *, verifying: bool = False
+    ) -> None:
+        hits = [(f"cu:{user_id}", self._rules.challenges_per_user)]
         if ip:
-            self._check(f"ci:{ip}", self._rules.challenges_per_ip, now, "login attempts")
+            hits.append((f"ci:{ip}", self._rules.challenges_per_ip))
+        if verifying:
+            hits += self._verify_hits(user_id, ip)
+        self._check(hits, now, "login attempts")
 
     def on_verify(self, user_id: str, ip: str | None, now: float) -> None:
-        self._check(f"vu:{user_id}", self._rules.verifications_per_user, now, "code attempts")
+        self._check(self._verify_hits(user_id, ip), now, "code attempts")
+
+    def _verify_hits(self, user_id: str, ip: str | None) -> list[tuple[str, RateLimit]]:
+        hits = [(f"vu:{user_id}", self._rules.verifications_per_user)]
         if ip:
-            self._check(f"vi:{ip}", self._rules.verifications_per_ip, now, "code attempts")
+            hits.append((f"vi:{ip}", self._rules.verifications_per_ip))
+        return hits
 
 
 class ChallengeService:
@@ -127,14 +139,16 @@ class ChallengeService:
         context = context or RequestContext()
         normalized = normalize_code(code) if code is not None else None
         now = self._clock.now()
-        if self._factors.get_user(user_id) is None:
+        factors = self._factors.list_factors(user_id)
+        if not factors and self._factors.get_user(user_id) is None:
             raise NotFoundError("No such user.")
-        chosen = self._choose_factor(user_id, factor, factor_id)
+        chosen = self._choose_factor(factors, factor, factor_id)
         if normalized is not None and chosen.type is not FactorType.TOTP:
             raise InvalidRequestError(
                 "A code can come with the challenge only for TOTP.", field="code"
             )
-        self.limits.on_create(user_id, context.ip, now)
+        # A code sent along is a verification too: both windows count, in one round trip.
+        self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
         challenge = self._new_challenge(user_id, chosen, context, now, ChallengePurpose.LOGIN)
         if normalized is not None:
             return self._issue_with_totp(challenge, chosen, normalized, now)
@@ -196,7 +210,6 @@ class ChallengeService:
     def _issue_with_totp(
         self, challenge: Challenge, factor: Factor, code: str, now: float
     ) -> ChallengeView:
-        self.limits.on_verify(challenge.user_id, challenge.context.ip, now)
         try:
             self._verifier.check_totp(None, factor, code, now=now)
         except WrongCodeError as exc:
@@ -215,9 +228,9 @@ class ChallengeService:
         return ChallengeView(done, done.status)
 
     def _choose_factor(
-        self, user_id: str, requested: RequestedFactor, factor_id: str | None
+        self, factors: list[Factor], requested: RequestedFactor, factor_id: str | None
     ) -> Factor:
-        active = [f for f in self._factors.list_factors(user_id) if f.is_active]
+        active = [f for f in factors if f.is_active]
         if factor_id is not None:
             for candidate in active:
                 if candidate.factor_id == factor_id and (
