@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import kombu.exceptions
 import redis
 import structlog
 from fastapi.exceptions import RequestValidationError
@@ -112,4 +113,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(redis.ConnectionError, _redis_down)
     app.add_exception_handler(redis.TimeoutError, _redis_down)
+    app.add_exception_handler(kombu.exceptions.OperationalError, _redis_down)  # the broker
     app.add_exception_handler(Exception, _unexpected)
