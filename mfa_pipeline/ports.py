@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from mfa_pipeline.domain.audit import AuditEvent
     from mfa_pipeline.domain.challenges import Challenge, ChallengeStatus
     from mfa_pipeline.domain.events import Event
     from mfa_pipeline.domain.factors import Factor, User
     from mfa_pipeline.domain.limits import RateLimit
+    from mfa_pipeline.domain.policies import FirmPolicy
 
 
 class Clock(abc.ABC):
@@ -156,6 +158,81 @@ class FactorRepository(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
+
+
+# --- account features ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBackupCode:
+    code_id: int
+    lookup: str
+    code_hash: str
+
+
+class BackupCodeRepository(abc.ABC):
+    """Single-use backup codes, stored as salted argon2id hashes with a short keyed lookup tag."""
+
+    @abc.abstractmethod
+    def replace_codes(
+        self, user_id: str, batch_id: str, codes: Sequence[tuple[str, str]], *, now: float
+    ) -> None:
+        """Drop the user's earlier set and store `(lookup, hash)` pairs, in one transaction."""
+
+    @abc.abstractmethod
+    def unused_candidates(self, user_id: str, lookup: str) -> list[StoredBackupCode]: ...
+
+    @abc.abstractmethod
+    def burn(self, code_id: int, *, now: float) -> bool:
+        """Mark used if still unused; of two racing uses exactly one gets True."""
+
+    @abc.abstractmethod
+    def remaining(self, user_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def delete_all(self, user_id: str) -> int: ...
+
+
+class TrustedSessionRepository(abc.ABC):
+    """ "Keep me logged in" tokens, stored as SHA-256 digests bound to a user."""
+
+    @abc.abstractmethod
+    def add(
+        self,
+        token_hash: str,
+        *,
+        user_id: str,
+        application: str | None,
+        now: float,
+        expires_at: float,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def is_valid(self, token_hash: str, *, user_id: str, now: float) -> bool: ...
+
+    @abc.abstractmethod
+    def revoke_all(self, user_id: str, *, now: float) -> int: ...
+
+
+class PolicyRepository(abc.ABC):
+    @abc.abstractmethod
+    def get(self, firm_id: str) -> FirmPolicy | None: ...
+
+    @abc.abstractmethod
+    def put(self, policy: FirmPolicy) -> None: ...
+
+
+class AuditLog(abc.ABC):
+    """Append-only event log; nothing is ever updated or deleted."""
+
+    @abc.abstractmethod
+    def record(self, event: AuditEvent) -> None: ...
+
+    @abc.abstractmethod
+    def for_user(
+        self, user_id: str, *, limit: int = 100, before_id: int | None = None
+    ) -> list[AuditEvent]:
+        """Newest first."""
 
 
 # --- outbound messages -----------------------------------------------------------------------

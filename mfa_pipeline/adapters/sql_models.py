@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, MetaData, String, Text
+import sqlalchemy as sa
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names, so migrations can refer to them on every database.
@@ -48,3 +49,72 @@ class FactorRow(Base):
     pending_challenge_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)
     activated_at: Mapped[float | None] = mapped_column(Float)
+
+
+class BackupCodeRow(Base):
+    """One single-use backup code: only its salted argon2id hash is kept."""
+
+    __tablename__ = "backup_codes"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("users.user_id", ondelete="CASCADE"), index=True
+    )
+    batch_id: Mapped[str] = mapped_column(String(32))
+    # A short keyed tag of the code narrows the argon2 check to one row per attempt.
+    lookup: Mapped[str] = mapped_column(String(16))
+    code_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float)
+
+
+class TrustedSessionRow(Base):
+    """A "keep me logged in" token: only its SHA-256 is kept, bound to one user."""
+
+    __tablename__ = "trusted_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("users.user_id", ondelete="CASCADE"), index=True
+    )
+    application: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class FirmPolicyRow(Base):
+    __tablename__ = "firm_policies"
+
+    firm_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    require_mfa: Mapped[bool] = mapped_column(Boolean)
+    # Comma-separated factor types; empty means every factor is allowed.
+    allowed_factors: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[float] = mapped_column(Float)
+    updated_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class AuditEventRow(Base):
+    """Append-only: rows are inserted, never updated or deleted (a user reset keeps them)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_user_id_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    firm_id: Mapped[str | None] = mapped_column(String(255))
+    actor_id: Mapped[str | None] = mapped_column(String(255))
+    application: Mapped[str | None] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    factor: Mapped[str | None] = mapped_column(String(16))
+    factor_id: Mapped[str | None] = mapped_column(String(64))
+    challenge_id: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    details: Mapped[str | None] = mapped_column(Text)  # JSON; never a code or secret
+    created_at: Mapped[float] = mapped_column(Float)

@@ -13,13 +13,13 @@ from mfa_pipeline.migrations import current_revision, upgrade
 def test_upgrade_reaches_the_head_revision(database_url: str) -> None:
     assert current_revision(database_url) is None
     upgrade(database_url)
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == "0002"
 
 
 def test_upgrading_twice_changes_nothing(database_url: str) -> None:
     upgrade(database_url)
     upgrade(database_url)
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == "0002"
 
 
 def test_the_migrated_schema_matches_the_models(database_url: str) -> None:
