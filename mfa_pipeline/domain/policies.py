@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from mfa_pipeline.domain.challenges import FactorType
+if TYPE_CHECKING:
+    from mfa_pipeline.domain.challenges import FactorType
 
 
 @dataclass(frozen=True, slots=True)
