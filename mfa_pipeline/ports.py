@@ -194,7 +194,7 @@ class BackupCodeRepository(abc.ABC):
 
 
 class TrustedSessionRepository(abc.ABC):
-    """ "Keep me logged in" tokens, stored as SHA-256 digests bound to a user."""
+    """Tokens behind "keep me logged in", stored as SHA-256 digests bound to a user."""
 
     @abc.abstractmethod
     def add(
