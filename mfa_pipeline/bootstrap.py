@@ -9,6 +9,12 @@ import redis
 
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, parse_keys
 from mfa_pipeline.adapters.redis_store import RedisChallengeStore, RedisRateLimiter
+from mfa_pipeline.adapters.sql_account import (
+    SqlAuditLog,
+    SqlBackupCodeRepository,
+    SqlPolicyRepository,
+    SqlTrustedSessionRepository,
+)
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.clock import SystemClock
 from mfa_pipeline.config import Settings, SmsProvider
@@ -23,13 +29,17 @@ from mfa_pipeline.services.sweeps import SweepService
 
 if TYPE_CHECKING:
     from mfa_pipeline.ports import (
+        AuditLog,
+        BackupCodeRepository,
         ChallengeStore,
         Clock,
         EventPublisher,
         FactorRepository,
+        PolicyRepository,
         RateLimiter,
         SecretBox,
         SmsSender,
+        TrustedSessionRepository,
     )
 
 
@@ -50,6 +60,10 @@ class Container:
     enrollment: EnrollmentService
     delivery: SmsDeliveryService
     sweeps: SweepService
+    backup_codes: BackupCodeRepository
+    trusted_sessions: TrustedSessionRepository
+    policies: PolicyRepository
+    audit: AuditLog
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -151,7 +165,8 @@ def bootstrap(
         retention_seconds=settings.challenge_retention_seconds,
     )
     limiter = RedisRateLimiter(client, prefix=settings.key_prefix)
-    factors = SqlFactorRepository(create_engine_for(settings.effective_database_url))
+    engine = create_engine_for(settings.effective_database_url)
+    factors = SqlFactorRepository(engine)
     box = AesGcmSecretBox(parse_keys(settings.encryption_keys))
     publisher = publisher or build_publisher(settings)
     sender = sms_sender or build_sms_sender(settings)
@@ -198,5 +213,9 @@ def bootstrap(
         sweeps=SweepService(
             store=store, publisher=publisher, clock=clock, batch_size=settings.sweep_batch_size
         ),
+        backup_codes=SqlBackupCodeRepository(engine),
+        trusted_sessions=SqlTrustedSessionRepository(engine),
+        policies=SqlPolicyRepository(engine),
+        audit=SqlAuditLog(engine),
         api_keys=parse_api_keys(settings.api_keys),
     )
