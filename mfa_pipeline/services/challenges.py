@@ -27,6 +27,7 @@ from mfa_pipeline.domain.errors import (
     MfaError,
     NotFoundError,
     RateLimitedError,
+    TooManyAttemptsError,
     TooManyResendsError,
     WrongCodeError,
 )
@@ -215,6 +216,17 @@ class ChallengeService:
         except WrongCodeError as exc:
             # Keep the challenge, one attempt used, so the user can try the next code on it.
             missed = replace(challenge, attempts=1)
+            if missed.attempts_remaining == 0:
+                # That attempt was the only one allowed: the challenge is stored locked, or a
+                # later right code would verify it past the limit.
+                locked = replace(missed, status=ChallengeStatus.LOCKED, completed_at=now)
+                self._store.create(locked)
+                self._after_create(locked)
+                self._finished(locked, ChallengeStatus.LOCKED)
+                raise TooManyAttemptsError(
+                    "Too many wrong codes; this challenge is locked.",
+                    challenge_id=locked.challenge_id,
+                ) from exc
             self._store.create(missed)
             self._after_create(missed)
             exc.details["challenge_id"] = missed.challenge_id

@@ -1,0 +1,228 @@
+"""The services wired as `bootstrap.py` wires them, on in-memory twins and a frozen clock.
+
+No Redis, no SQL, no network: each test builds its own kit with `make_kit()` and drives
+time by hand through `kit.clock`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import uuid
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, TypeVar
+
+import pyotp
+
+from mfa_pipeline.adapters.celery_publisher import RecordingEventPublisher
+from mfa_pipeline.adapters.crypto import AesGcmSecretBox, generate_key, parse_keys
+from mfa_pipeline.adapters.memory import InMemoryFactorRepository
+from mfa_pipeline.adapters.memory_store import InMemoryChallengeStore, InMemoryRateLimiter
+from mfa_pipeline.clock import FrozenClock
+from mfa_pipeline.domain.challenges import FactorType
+from mfa_pipeline.domain.factors import Factor, FactorStatus
+from mfa_pipeline.domain.rules import ChallengeRules
+from mfa_pipeline.domain.totp import PERIOD_SECONDS, SKEW_DIAGNOSIS_WINDOW, generate_secret
+from mfa_pipeline.ports import SmsError, SmsReceipt, SmsSender
+from mfa_pipeline.services.challenges import ChallengeService
+from mfa_pipeline.services.delivery import SmsDeliveryService
+from mfa_pipeline.services.enrollment import EnrollmentService, new_factor_id
+from mfa_pipeline.services.sweeps import SweepService
+from mfa_pipeline.services.verification import phone_context, totp_context
+
+if TYPE_CHECKING:
+    from mfa_pipeline.domain.events import Event
+
+E = TypeVar("E", bound="Event")
+
+# A frozen start in the middle of a 30 s TOTP step, so that ±n steps are exactly ±n * 30 s.
+START = 60_000_000 * PERIOD_SECONDS + 15.0
+# The settings' defaults for what bootstrap reads outside `ChallengeRules`.
+STORE_SHARDS = 16
+SWEEP_BATCH_SIZE = 500
+PHONE = "+12015550123"
+
+_SIX_DIGITS = re.compile(r"\b\d{6}\b")
+
+
+@dataclass(frozen=True, slots=True)
+class Sms:
+    to: str
+    body: str
+    status_callback: str | None
+
+    @property
+    def code(self) -> str:
+        """The one 6-digit run of the body (fails loudly when there is not exactly one)."""
+        (code,) = _SIX_DIGITS.findall(self.body)
+        return str(code)
+
+
+class RecordingSmsSender(SmsSender):
+    """The SMS port's test double: records what is sent, raises what it is told to.
+
+    `attempts` holds every message handed to it, `sent` only those it accepted; an error
+    queued with `fail_next` is raised by the next send, after the attempt is recorded.
+    """
+
+    def __init__(self) -> None:
+        self.attempts: list[Sms] = []
+        self.sent: list[Sms] = []
+        self.provider_ids: list[str] = []
+        self._failures: list[SmsError] = []
+        self._ids = itertools.count(1)
+
+    def fail_next(self, error: SmsError) -> None:
+        self._failures.append(error)
+
+    def send(self, *, to: str, body: str, status_callback: str | None = None) -> SmsReceipt:
+        message = Sms(to=to, body=body, status_callback=status_callback)
+        self.attempts.append(message)
+        if self._failures:
+            raise self._failures.pop(0)
+        self.sent.append(message)
+        provider_id = f"SM{next(self._ids):032x}"
+        self.provider_ids.append(provider_id)
+        return SmsReceipt(provider_id=provider_id)
+
+    @property
+    def last(self) -> Sms:
+        return self.sent[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class TotpFactor:
+    factor: Factor
+    secret: str
+
+    @property
+    def factor_id(self) -> str:
+        return self.factor.factor_id
+
+    def code(self, *, at: float, steps: int = 0) -> str:
+        """The authenticator's code at `at`, shifted by `steps` 30 s steps."""
+        return pyotp.TOTP(self.secret).at(at, counter_offset=steps)
+
+    def wrong_code(self, *, at: float) -> str:
+        """A code matching no step within the skew-diagnosis window: a plain miss."""
+        near = {
+            self.code(at=at, steps=offset)
+            for offset in range(-SKEW_DIAGNOSIS_WINDOW, SKEW_DIAGNOSIS_WINDOW + 1)
+        }
+        return next(c for c in (f"{n:06d}" for n in range(10**6)) if c not in near)
+
+
+@dataclass
+class ServiceKit:
+    clock: FrozenClock
+    store: InMemoryChallengeStore
+    factors: InMemoryFactorRepository
+    limiter: InMemoryRateLimiter
+    publisher: RecordingEventPublisher
+    secrets: AesGcmSecretBox
+    sms: RecordingSmsSender
+    rules: ChallengeRules
+    challenges: ChallengeService
+    enrollment: EnrollmentService
+    delivery: SmsDeliveryService
+    sweeps: SweepService
+
+    # --- arranging ---------------------------------------------------------------------------
+
+    def add_user(self) -> str:
+        user_id = f"user-{uuid.uuid4().hex[:12]}"
+        self.factors.upsert_user(user_id, firm_id=None, now=self.clock.now())
+        return user_id
+
+    def add_totp(self, user_id: str, *, active: bool = True) -> TotpFactor:
+        """A TOTP factor put straight into the repository (no challenge, no rate window)."""
+        secret = generate_secret()
+        factor = self._new_factor(user_id, FactorType.TOTP, active=active)
+        factor = replace(
+            factor, secret_ciphertext=self.secrets.encrypt(secret, context=totp_context(factor))
+        )
+        self.factors.add_factor(factor)
+        return TotpFactor(factor, secret)
+
+    def add_sms(self, user_id: str, *, phone: str = PHONE, active: bool = True) -> Factor:
+        """An SMS factor put straight into the repository (no challenge, no rate window)."""
+        factor = replace(
+            self._new_factor(user_id, FactorType.SMS, active=active),
+            phone_last2=phone[-2:],
+            phone_region="US",
+        )
+        factor = replace(
+            factor, phone_ciphertext=self.secrets.encrypt(phone, context=phone_context(factor))
+        )
+        self.factors.add_factor(factor)
+        return factor
+
+    def _new_factor(self, user_id: str, kind: FactorType, *, active: bool) -> Factor:
+        now = self.clock.now()
+        return Factor(
+            factor_id=new_factor_id(),
+            user_id=user_id,
+            type=kind,
+            status=FactorStatus.ACTIVE if active else FactorStatus.PENDING,
+            created_at=now,
+            activated_at=now if active else None,
+        )
+
+    # --- observing ---------------------------------------------------------------------------
+
+    def events(self, kind: type[E]) -> list[E]:
+        return [e for e in self.publisher.events if isinstance(e, kind)]
+
+
+def make_kit(*, rules: ChallengeRules | None = None, start: float = START) -> ServiceKit:
+    """The four services wired as `bootstrap()` wires them, each port an in-memory twin."""
+    rules = rules or ChallengeRules()
+    clock = FrozenClock(start)
+    store = InMemoryChallengeStore()
+    factors = InMemoryFactorRepository()
+    limiter = InMemoryRateLimiter()
+    publisher = RecordingEventPublisher()
+    box = AesGcmSecretBox(parse_keys([generate_key()]))
+    sms = RecordingSmsSender()
+    challenges = ChallengeService(
+        store=store,
+        factors=factors,
+        publisher=publisher,
+        limiter=limiter,
+        secrets=box,
+        clock=clock,
+        rules=rules,
+        shards=STORE_SHARDS,
+    )
+    return ServiceKit(
+        clock=clock,
+        store=store,
+        factors=factors,
+        limiter=limiter,
+        publisher=publisher,
+        secrets=box,
+        sms=sms,
+        rules=rules,
+        challenges=challenges,
+        enrollment=EnrollmentService(
+            factors=factors,
+            store=store,
+            challenges=challenges,
+            secrets_box=box,
+            clock=clock,
+            rules=rules,
+        ),
+        delivery=SmsDeliveryService(
+            store=store,
+            factors=factors,
+            sender=sms,
+            secrets=box,
+            publisher=publisher,
+            clock=clock,
+            code_ttl_seconds=rules.lifetimes.sms,
+            status_callback_url=None,
+        ),
+        sweeps=SweepService(
+            store=store, publisher=publisher, clock=clock, batch_size=SWEEP_BATCH_SIZE
+        ),
+    )
