@@ -158,9 +158,12 @@ class ChallengeService:
         return ChallengeView(challenge, challenge.status)
 
     def issue_for_enrollment(self, factor: Factor, *, context: RequestContext) -> Challenge:
-        """The SMS challenge that proves a new phone number receives our texts."""
+        """The SMS challenge that proves a new phone number receives our texts.
+
+        The caller counts it against the creation limits first (`limits.on_create`), before it
+        stores the factor, so a refused enrollment leaves nothing behind.
+        """
         now = self._clock.now()
-        self.limits.on_create(factor.user_id, context.ip, now)
         challenge = self._new_challenge(
             factor.user_id, factor, context, now, ChallengePurpose.ENROLLMENT
         )

@@ -73,10 +73,6 @@ class SmsDeliveryService:
             bound.info("sms_skipped", outcome="not_found")
             return DeliveryOutcome.SKIPPED
         bound = bound.bind(user_id=challenge.user_id)
-        factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
-        if factor is None or factor.phone_ciphertext is None:
-            return self._fail(challenge, seq, "factor_removed", bound)
-        phone = self._secrets.decrypt(factor.phone_ciphertext, context=phone_context(factor))
         code = generate_code()
         digest = code_digest(self._secrets.code_keys()[0], challenge_id, seq, code)
         claim = self._store.claim_delivery(
@@ -91,6 +87,11 @@ class SmsDeliveryService:
         if claim.transition is not Transition.DONE:
             bound.info("sms_skipped", outcome=claim.transition.value)
             return DeliveryOutcome.SKIPPED
+        # Read only once the send is ours: a duplicate or stale task never touches the number.
+        factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
+        if factor is None or factor.phone_ciphertext is None:
+            return self._fail(challenge, seq, "factor_removed", bound)
+        phone = self._secrets.decrypt(factor.phone_ciphertext, context=phone_context(factor))
         started = self._clock.now()
         try:
             receipt = self._sender.send(
@@ -153,4 +154,5 @@ class SmsDeliveryService:
 
 def sms_body(code: str, ttl_seconds: int) -> str:
     minutes = max(1, ttl_seconds // 60)
-    return f"Your verification code is {code}. It expires in {minutes} minutes. Never share it."
+    unit = "minute" if minutes == 1 else "minutes"
+    return f"Your verification code is {code}. It expires in {minutes} {unit}. Never share it."

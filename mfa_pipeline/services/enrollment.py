@@ -142,11 +142,12 @@ class EnrollmentService:
         factor = replace(
             base, phone_ciphertext=self._secrets.encrypt(number.e164, context=phone_context(base))
         )
-        # Committed before the challenge is queued: the worker must find the factor.
+        context = context or RequestContext()
+        # Limits first (a refusal stores nothing), then the factor is committed before its
+        # challenge is queued: the worker must find it.
+        self._challenges.limits.on_create(user_id, context.ip, self._clock.now())
         self._factors.add_factor(factor)
-        challenge = self._challenges.issue_for_enrollment(
-            factor, context=context or RequestContext()
-        )
+        challenge = self._challenges.issue_for_enrollment(factor, context=context)
         self._factors.set_pending_challenge(user_id, factor.factor_id, challenge.challenge_id)
         log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="sms")
         return SmsEnrollment(factor=factor, phone=number, challenge_id=challenge.challenge_id)
