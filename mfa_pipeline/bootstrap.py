@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, parse_keys
 from mfa_pipeline.adapters.redis_store import RedisChallengeStore, RedisRateLimiter
 from mfa_pipeline.adapters.sql_account import (
@@ -22,10 +23,12 @@ from mfa_pipeline.devkeys import ConfigurationError, with_dev_keys
 from mfa_pipeline.domain.challenges import Lifetimes
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.domain.rules import ChallengeRules
+from mfa_pipeline.services.backup_codes import BackupCodeService
 from mfa_pipeline.services.challenges import ChallengeService
 from mfa_pipeline.services.delivery import SmsDeliveryService
 from mfa_pipeline.services.enrollment import EnrollmentService
 from mfa_pipeline.services.sweeps import SweepService
+from mfa_pipeline.services.trusted_sessions import TrustedSessionService
 
 if TYPE_CHECKING:
     from mfa_pipeline.ports import (
@@ -64,6 +67,8 @@ class Container:
     trusted_sessions: TrustedSessionRepository
     policies: PolicyRepository
     audit: AuditLog
+    backup_code_service: BackupCodeService
+    trusted_session_service: TrustedSessionService
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -171,6 +176,24 @@ def bootstrap(
     publisher = publisher or build_publisher(settings)
     sender = sms_sender or build_sms_sender(settings)
     rules = rules_from(settings)
+    backup_code_repo = SqlBackupCodeRepository(engine)
+    trusted_session_repo = SqlTrustedSessionRepository(engine)
+    audit_log = SqlAuditLog(engine)
+    backup_code_service = BackupCodeService(
+        codes=backup_code_repo,
+        factors=factors,
+        store=store,
+        secrets_box=box,
+        audit=audit_log,
+        clock=clock,
+        hasher=Argon2CodeHasher(),
+    )
+    trusted_session_service = TrustedSessionService(
+        sessions=trusted_session_repo,
+        audit=audit_log,
+        clock=clock,
+        ttl_seconds=settings.trusted_session_ttl_seconds,
+    )
     challenges = ChallengeService(
         store=store,
         factors=factors,
@@ -180,6 +203,7 @@ def bootstrap(
         clock=clock,
         rules=rules,
         shards=settings.store_shards,
+        backup_codes=backup_code_service,
     )
     return Container(
         settings=settings,
@@ -199,6 +223,7 @@ def bootstrap(
             secrets_box=box,
             clock=clock,
             rules=rules,
+            trusted_sessions=trusted_session_service,
         ),
         delivery=SmsDeliveryService(
             store=store,
@@ -213,9 +238,11 @@ def bootstrap(
         sweeps=SweepService(
             store=store, publisher=publisher, clock=clock, batch_size=settings.sweep_batch_size
         ),
-        backup_codes=SqlBackupCodeRepository(engine),
-        trusted_sessions=SqlTrustedSessionRepository(engine),
+        backup_codes=backup_code_repo,
+        trusted_sessions=trusted_session_repo,
         policies=SqlPolicyRepository(engine),
-        audit=SqlAuditLog(engine),
+        audit=audit_log,
+        backup_code_service=backup_code_service,
+        trusted_session_service=trusted_session_service,
         api_keys=parse_api_keys(settings.api_keys),
     )

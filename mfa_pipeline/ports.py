@@ -183,6 +183,10 @@ class BackupCodeRepository(abc.ABC):
     def unused_candidates(self, user_id: str, lookup: str) -> list[StoredBackupCode]: ...
 
     @abc.abstractmethod
+    def used_candidates(self, user_id: str, lookup: str) -> list[StoredBackupCode]:
+        """Codes of the current set already used, to tell a reused code from a wrong one."""
+
+    @abc.abstractmethod
     def burn(self, code_id: int, *, now: float) -> bool:
         """Mark used if still unused; of two racing uses exactly one gets True."""
 

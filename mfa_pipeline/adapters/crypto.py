@@ -28,7 +28,19 @@ class SecretDecryptError(Exception):
 
 
 def generate_key() -> str:
+    """A fresh key in the form `MFA_ENCRYPTION_KEYS` takes."""
     return base64.urlsafe_b64encode(os.urandom(KEY_BYTES)).decode("ascii")
+
+
+def _decode_key(text: str) -> bytes:
+    """Strict urlsafe base64 (padding optional): stray characters are refused, not skipped."""
+    compact = text.strip()
+    if not compact.isascii():
+        return b""
+    try:
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), altchars="-_", validate=True)
+    except (binascii.Error, ValueError):
+        return b""
 
 
 def parse_keys(texts: list[str]) -> list[bytes]:
@@ -37,10 +49,7 @@ def parse_keys(texts: list[str]) -> list[bytes]:
         raise ValueError("MFA_ENCRYPTION_KEYS is empty")
     keys = []
     for position, text in enumerate(texts, start=1):
-        try:
-            key = base64.urlsafe_b64decode(text.strip().encode("ascii"))
-        except (binascii.Error, ValueError, UnicodeEncodeError):
-            key = b""
+        key = _decode_key(text)
         if len(key) != KEY_BYTES:
             raise ValueError(
                 f"MFA_ENCRYPTION_KEYS entry {position} is not urlsafe base64 of {KEY_BYTES} bytes"
@@ -80,8 +89,10 @@ class AesGcmSecretBox(SecretBox):
     def decrypt(self, ciphertext: str, *, context: str) -> str:
         version, _, rest = ciphertext.partition(".")
         kid, _, blob = rest.partition(".")
+        if version != VERSION or not blob:
+            raise SecretDecryptError(f"secret is not a {VERSION} ciphertext")
         aead = self._by_id.get(kid)
-        if version != VERSION or aead is None:
+        if aead is None:
             raise SecretDecryptError("secret was encrypted with a key that is not configured")
         try:
             raw = base64.urlsafe_b64decode(blob.encode("ascii"))
@@ -91,7 +102,8 @@ class AesGcmSecretBox(SecretBox):
 
     def reencrypt(self, ciphertext: str, *, context: str) -> str | None:
         """The ciphertext under the first key, or None when it already is (key rotation)."""
-        if ciphertext.split(".", 2)[1:2] == [self.primary_key_id]:
+        _, _, rest = ciphertext.partition(".")
+        if rest.partition(".")[0] == self.primary_key_id:
             return None
         return self.encrypt(self.decrypt(ciphertext, context=context), context=context)
 

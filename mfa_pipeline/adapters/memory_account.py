@@ -57,6 +57,14 @@ class InMemoryBackupCodeRepository(BackupCodeRepository):
                 if c.user_id == user_id and c.stored.lookup == lookup and c.used_at is None
             ]
 
+    def used_candidates(self, user_id: str, lookup: str) -> list[StoredBackupCode]:
+        with self._lock:
+            return [
+                c.stored
+                for c in self._codes.values()
+                if c.user_id == user_id and c.stored.lookup == lookup and c.used_at is not None
+            ]
+
     def burn(self, code_id: int, *, now: float) -> bool:
         with self._lock:
             code = self._codes.get(code_id)

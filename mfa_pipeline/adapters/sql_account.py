@@ -62,12 +62,19 @@ class SqlBackupCodeRepository(_Sql, BackupCodeRepository):
 
     @translate_db_errors
     def unused_candidates(self, user_id: str, lookup: str) -> list[StoredBackupCode]:
+        return self._candidates(user_id, lookup, BackupCodeRow.used_at.is_(None))
+
+    @translate_db_errors
+    def used_candidates(self, user_id: str, lookup: str) -> list[StoredBackupCode]:
+        return self._candidates(user_id, lookup, BackupCodeRow.used_at.is_not(None))
+
+    def _candidates(
+        self, user_id: str, lookup: str, state: sa.ColumnElement[bool]
+    ) -> list[StoredBackupCode]:
         with self._session() as session:
             rows = session.scalars(
                 sa.select(BackupCodeRow).where(
-                    BackupCodeRow.user_id == user_id,
-                    BackupCodeRow.lookup == lookup,
-                    BackupCodeRow.used_at.is_(None),
+                    BackupCodeRow.user_id == user_id, BackupCodeRow.lookup == lookup, state
                 )
             )
             return [StoredBackupCode(r.id, r.lookup, r.code_hash) for r in rows]

@@ -43,7 +43,8 @@ class FactorRow(Base):
     secret_ciphertext: Mapped[str | None] = mapped_column(Text)
     phone_ciphertext: Mapped[str | None] = mapped_column(Text)
     phone_last2: Mapped[str | None] = mapped_column(String(2))
-    phone_region: Mapped[str | None] = mapped_column(String(2))
+    # ISO 3166 alpha-2, or phonenumbers' "001" for non-geographic (satellite) numbers.
+    phone_region: Mapped[str | None] = mapped_column(String(3))
     # RFC 6238 §5.2: the last accepted time step; a code of this step or earlier is a replay.
     last_totp_step: Mapped[int | None] = mapped_column(BigInteger)
     pending_challenge_id: Mapped[str | None] = mapped_column(String(64))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mfa_pipeline.adapters.sql_models import FactorRow, UserRow
@@ -23,46 +24,77 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# How long a writer waits for another process's SQLite write lock before giving up (503).
+SQLITE_BUSY_SECONDS = 15
+CONNECT_TIMEOUT_SECONDS = 5
+_LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2"})
+_UNAVAILABLE = "The enrollment database is unavailable; try again."
+
 
 def create_engine_for(url: str) -> sa.Engine:
-    """An engine tuned for its database: SQLite shared by processes, or a PostgreSQL pool."""
+    """An engine tuned for its database: SQLite shared by processes, or a PostgreSQL pool.
+
+    Bound parameters are kept out of error messages (`hide_parameters`): a logged database
+    error must not carry ciphertexts, code hashes or token digests.
+    """
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+        # Connections move between the API's worker threads; the pool hands each to one at a
+        # time, so pysqlite's same-thread check only gets in the way.
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False},
+            hide_parameters=True,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in _LIBPQ_DRIVERS:
+        # A host that drops packets must fail fast (503), not after the OS's TCP timeout.
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     return sa.create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800
+        url,
+        connect_args=connect_args,
+        hide_parameters=True,
+        # Connections die behind load balancers and failovers; test each before use.
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_recycle=1800,
+        # An exhausted pool answers 503 soon rather than holding a request for 30 s.
+        pool_timeout=10,
     )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
-    # WAL lets the API and worker processes read while one writes; busy_timeout waits for a
-    # writer instead of failing; NORMAL sync is durable across crashes of the process.
+    # busy_timeout first, so that even the switch to WAL waits for another process's lock.
+    # WAL lets the API and worker processes read while one writes; NORMAL sync is durable
+    # across crashes of the process; foreign keys are off in SQLite unless asked for.
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
 def translate_db_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """A database that cannot be reached becomes the domain's `UnavailableError` (503)."""
+    """A database that cannot be reached becomes the domain's `UnavailableError` (503).
+
+    The message is fixed: the driver's text may name the host, and must not reach a client.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except OperationalError as exc:
-            raise UnavailableError("The enrollment database is unavailable; try again.") from exc
+        except (OperationalError, PoolTimeoutError) as exc:
+            raise UnavailableError(_UNAVAILABLE) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
-                raise UnavailableError(
-                    "The enrollment database is unavailable; try again."
-                ) from exc
+                raise UnavailableError(_UNAVAILABLE) from exc
             raise
 
     return wrapper

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import requests
 import structlog
@@ -32,9 +33,14 @@ class TwilioSmsSender(SmsSender):
     ) -> None:
         # The client logs whole request bodies (the code) at DEBUG: never let that through.
         logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
-        self._client = Client(
-            account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout)
-        )
+        http_client = TwilioHttpClient(timeout=timeout)
+        if http_client.session is not None and not any(
+            name.lower().endswith("_proxy") for name in os.environ
+        ):
+            # requests re-reads proxy variables from the whole environment on every call
+            # (~1 ms each); with none set there is nothing to find.
+            http_client.session.trust_env = False
+        self._client = Client(account_sid, auth_token, http_client=http_client)
         if api_base_url:
             self._client.api.base_url = api_base_url.rstrip("/")
         self._from = from_

@@ -93,6 +93,7 @@ class CreateChallengeBody(Request):
     factor_id: Annotated[str, StringConstraints(max_length=64)] | None = None
     context: ContextIn = Field(default_factory=ContextIn)
     code: Code | None = None
+    remember_device: bool = False
 
 
 class DeliveryOut(BaseModel):
@@ -115,6 +116,11 @@ class ChallengeOut(BaseModel):
     attempts_remaining: int
     delivery: DeliveryOut
     number_match: str | None = None
+    # After a verified answer: "keep me logged in" (remember_device) and backup-code warnings.
+    trusted_token: str | None = None
+    trusted_until: str | None = None
+    warning: str | None = None
+    backup_codes_remaining: int | None = None
 
 
 class VerifyBody(Request):
@@ -125,6 +131,11 @@ class VerifyBody(Request):
 class VerifyOut(BaseModel):
     challenge_id: str
     status: str
+    # After a verified answer: "keep me logged in" (remember_device) and backup-code warnings.
+    trusted_token: str | None = None
+    trusted_until: str | None = None
+    warning: str | None = None
+    backup_codes_remaining: int | None = None
 
 
 class PreauthBody(Request):

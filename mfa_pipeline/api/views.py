@@ -23,13 +23,13 @@ def factor_out(factor: Factor) -> FactorOut:
     )
 
 
-def user_out(view: UserView) -> UserOut:
+def user_out(view: UserView, *, backup_codes_remaining: int = 0) -> UserOut:
     return UserOut(
         user_id=view.user.user_id,
         firm_id=view.user.firm_id,
         mfa_enabled=view.mfa_enabled,
         factors=[factor_out(f) for f in view.factors],
-        backup_codes_remaining=0,
+        backup_codes_remaining=backup_codes_remaining,
         enrollment_required=False,
     )
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import structlog
 
+from mfa_pipeline.domain.backup_codes import NoBackupCodesError, normalize_backup_code
 from mfa_pipeline.domain.challenges import (
     Challenge,
     ChallengePurpose,
@@ -32,11 +34,13 @@ from mfa_pipeline.domain.errors import (
     WrongCodeError,
 )
 from mfa_pipeline.domain.events import ChallengeFinished, ChallengeIssued, SmsDeliveryRequested
-from mfa_pipeline.domain.factors import AUTO_PREFERENCE, Factor
+from mfa_pipeline.domain.factors import AUTO_PREFERENCE, Factor, FactorStatus
 from mfa_pipeline.ports import Transition
 from mfa_pipeline.services.verification import CodeVerifier, ensure_open, raise_for_blocked
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mfa_pipeline.domain.limits import RateLimit
     from mfa_pipeline.domain.rules import ChallengeRules
     from mfa_pipeline.ports import (
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
         RateLimiter,
         SecretBox,
     )
+    from mfa_pipeline.services.backup_codes import BackupCodeService
 
 log = structlog.get_logger(__name__)
 
@@ -112,9 +117,11 @@ class ChallengeService:
         clock: Clock,
         rules: ChallengeRules,
         shards: int,
+        backup_codes: BackupCodeService | None = None,
     ) -> None:
         self._store = store
         self._factors = factors
+        self._backup_codes = backup_codes
         self._publisher = publisher
         self._clock = clock
         self._rules = rules
@@ -138,6 +145,8 @@ class ChallengeService:
         For TOTP a `code` may come along: the challenge is created and checked in one call.
         """
         context = context or RequestContext()
+        if factor is RequestedFactor.BACKUP_CODE:
+            return self._issue_backup_code(user_id, context, code)
         normalized = normalize_code(code) if code is not None else None
         now = self._clock.now()
         factors = self._factors.list_factors(user_id)
@@ -152,7 +161,39 @@ class ChallengeService:
         self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
         challenge = self._new_challenge(user_id, chosen, context, now, ChallengePurpose.LOGIN)
         if normalized is not None:
-            return self._issue_with_totp(challenge, chosen, normalized, now)
+            check = functools.partial(self._verifier.check_totp, None, chosen, normalized, now=now)
+            return self._issue_checked(challenge, check, now)
+        self._store.create(challenge)
+        self._after_create(challenge)
+        return ChallengeView(challenge, challenge.status)
+
+    def _issue_backup_code(
+        self, user_id: str, context: RequestContext, code: str | None
+    ) -> ChallengeView:
+        """A backup-code challenge; with `code` it is checked at once (one round trip)."""
+        normalized = normalize_backup_code(code) if code is not None else None
+        now = self._clock.now()
+        if self._factors.get_user(user_id) is None:
+            raise NotFoundError("No such user.")
+        if self._backup_codes is None or self._backup_codes.remaining(user_id=user_id) == 0:
+            raise NoBackupCodesError("The user has no unused backup codes.")
+        self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
+        # Backup codes are not a factor row: the challenge names the type, not a factor id.
+        pseudo = Factor("", user_id, FactorType.BACKUP_CODE, FactorStatus.ACTIVE, created_at=now)
+        challenge = replace(
+            self._new_challenge(user_id, pseudo, context, now, ChallengePurpose.LOGIN),
+            factor_id=None,
+        )
+        if normalized is not None:
+            backup = self._backup_codes
+            check = functools.partial(
+                backup.redeem,
+                user_id=user_id,
+                code=normalized,
+                challenge_id=challenge.challenge_id,
+                context=context,
+            )
+            return self._issue_checked(challenge, check, now)
         self._store.create(challenge)
         self._after_create(challenge)
         return ChallengeView(challenge, challenge.status)
@@ -211,11 +252,12 @@ class ChallengeService:
                 SmsDeliveryRequested(challenge.challenge_id, challenge.user_id, seq=0)
             )
 
-    def _issue_with_totp(
-        self, challenge: Challenge, factor: Factor, code: str, now: float
+    def _issue_checked(
+        self, challenge: Challenge, check: Callable[[], object], now: float
     ) -> ChallengeView:
+        """Create `challenge` already answered by `check` (a TOTP or backup code sent along)."""
         try:
-            self._verifier.check_totp(None, factor, code, now=now)
+            check()
         except WrongCodeError as exc:
             # Keep the challenge, one attempt used, so the user can try the next code on it.
             missed = replace(challenge, attempts=1)
@@ -274,9 +316,10 @@ class ChallengeService:
     # --- verifying ---------------------------------------------------------------------------
 
     def verify(self, *, challenge_id: str, code: object) -> ChallengeView:
-        normalized = normalize_code(code)
-        now = self._clock.now()
         challenge = self._store.get(challenge_id)
+        backup = challenge is not None and challenge.factor is FactorType.BACKUP_CODE
+        normalized = normalize_backup_code(code) if backup else normalize_code(code)
+        now = self._clock.now()
         if challenge is None:
             raise NotFoundError("No such challenge.")
         ensure_open(challenge, now)
@@ -292,6 +335,11 @@ class ChallengeService:
     def _check_code(self, challenge: Challenge, code: str, now: float) -> None:
         if challenge.factor is FactorType.SMS:
             self._verifier.check_sms(challenge, code, now=now)
+            return
+        if challenge.factor is FactorType.BACKUP_CODE:
+            if self._backup_codes is None:
+                raise NoBackupCodesError("Backup codes are not available here.")
+            self._backup_codes.check_challenge(challenge, code, now=now)
             return
         if challenge.factor is not FactorType.TOTP:
             raise InvalidRequestError(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mfa_pipeline.domain.rules import ChallengeRules
     from mfa_pipeline.ports import ChallengeStore, Clock, FactorRepository, SecretBox
     from mfa_pipeline.services.challenges import ChallengeService
+    from mfa_pipeline.services.trusted_sessions import TrustedSessionService
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +69,10 @@ class EnrollmentService:
         secrets_box: SecretBox,
         clock: Clock,
         rules: ChallengeRules,
+        trusted_sessions: TrustedSessionService | None = None,
     ) -> None:
         self._factors = factors
+        self._trusted_sessions = trusted_sessions
         self._challenges = challenges
         self._secrets = secrets_box
         self._clock = clock
@@ -187,3 +190,6 @@ class EnrollmentService:
         if not self._factors.delete_factor(user_id, factor_id):
             raise NotFoundError("No such factor.")
         log.info("factor_removed", user_id=user_id, factor_id=factor_id)
+        if self._trusted_sessions is not None:
+            # A removed factor may be a lost or stolen device: "keep me logged in" ends too.
+            self._trusted_sessions.revoke_all(user_id=user_id, reason="factor_removed")

@@ -103,6 +103,9 @@ class FakeTwilio:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as Twilio's API does
+            disable_nagle_algorithm = True  # headers and body go out without a delayed-ACK stall
+
             def log_message(self, *_: object) -> None:
                 return
 

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from mfa_pipeline.adapters.sql_models import Base
 from mfa_pipeline.adapters.sql_repository import create_engine_for
-from mfa_pipeline.migrations import current_revision, upgrade
+from mfa_pipeline.migrations import current_revision, head_revision, upgrade
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_package_ships_its_migrations() -> None:
+    assert head_revision()
 
 
 def test_upgrade_reaches_the_head_revision(database_url: str) -> None:
     assert current_revision(database_url) is None
     upgrade(database_url)
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == head_revision()
 
 
 def test_upgrading_twice_changes_nothing(database_url: str) -> None:
     upgrade(database_url)
     upgrade(database_url)
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == head_revision()
 
 
 def test_the_migrated_schema_matches_the_models(database_url: str) -> None:
@@ -29,3 +40,30 @@ def test_the_migrated_schema_matches_the_models(database_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_the_first_revision_builds_users_and_factors(database_url: str) -> None:
+    upgrade(database_url, "0001")
+    engine = create_engine_for(database_url)
+    tables = set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+    assert {"users", "factors"} <= tables
+    assert current_revision(database_url) == "0001"
+
+
+def test_processes_upgrading_at_once_all_succeed(database_url: str) -> None:
+    """Every API and worker replica may run `db upgrade` at start; they must queue, not fail."""
+    script = "import sys\nfrom mfa_pipeline.migrations import upgrade\nupgrade(sys.argv[1])\n"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, database_url],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(p.wait(timeout=60), p.communicate()[1]) for p in processes]
+    assert [code for code, _ in outcomes] == [0] * 4, [err[-500:] for _, err in outcomes]
+    assert current_revision(database_url) == head_revision()

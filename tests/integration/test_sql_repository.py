@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from mfa_pipeline.adapters.memory import InMemoryFactorRepository
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
@@ -17,10 +20,13 @@ from mfa_pipeline.migrations import upgrade
 from tests.fixtures.services import free_port
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from mfa_pipeline.ports import FactorRepository
+
+RACERS = 8
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
@@ -50,6 +56,19 @@ def a_factor(user_id: str, factor_type: FactorType = FactorType.TOTP, **fields: 
     }
     values.update(fields)
     return Factor(**values)  # type: ignore[arg-type]
+
+
+def race(attempt: Callable[[], T], racers: int = RACERS) -> list[T]:
+    """Run `attempt` in `racers` threads released at once; each has its own connection."""
+    barrier = threading.Barrier(racers)
+
+    def go() -> T:
+        barrier.wait()
+        return attempt()
+
+    with ThreadPoolExecutor(max_workers=racers) as pool:
+        futures = [pool.submit(go) for _ in range(racers)]
+        return [f.result() for f in futures]
 
 
 def test_upserting_a_user_twice_keeps_one_record_with_the_new_firm(repo: FactorRepository) -> None:
@@ -123,19 +142,59 @@ def test_racing_acceptances_of_one_step_let_exactly_one_through(repo: FactorRepo
     repo.upsert_user("alice", firm_id=None, now=1.0)
     factor = a_factor("alice")
     repo.add_factor(factor)
-    barrier = threading.Barrier(8)
-    results: list[bool] = []
+    results = race(lambda: repo.accept_totp_step(factor.factor_id, 500))
+    assert sorted(results) == [False] * (RACERS - 1) + [True]
 
-    def accept() -> None:
-        barrier.wait()
-        results.append(repo.accept_totp_step(factor.factor_id, 500))
 
-    threads = [threading.Thread(target=accept) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == [False] * 7 + [True]
+def test_racing_activations_activate_exactly_once(repo: FactorRepository) -> None:
+    repo.upsert_user("alice", firm_id=None, now=1.0)
+    factor = a_factor("alice")
+    repo.add_factor(factor)
+    results = race(lambda: repo.activate_factor("alice", factor.factor_id, now=5.0))
+    assert sorted(results) == [False] * (RACERS - 1) + [True]
+
+
+def test_racing_upserts_of_a_new_user_all_succeed_with_one_record(
+    repo: FactorRepository,
+) -> None:
+    users = race(lambda: repo.upsert_user("carol", firm_id="acme", now=3.0))
+    assert {(u.user_id, u.firm_id, u.created_at) for u in users} == {("carol", "acme", 3.0)}
+    assert repo.get_user("carol") == users[0]
+
+
+def test_a_factor_of_an_unknown_user_is_refused(repo: FactorRepository) -> None:
+    with pytest.raises((IntegrityError, ValueError)):
+        repo.add_factor(a_factor("nobody"))
+
+
+def test_a_second_factor_with_the_same_id_is_refused(repo: FactorRepository) -> None:
+    repo.upsert_user("alice", firm_id=None, now=1.0)
+    factor = a_factor("alice")
+    repo.add_factor(factor)
+    with pytest.raises((IntegrityError, ValueError)):
+        repo.add_factor(factor)
+
+
+def test_a_satellite_number_keeps_its_non_geographic_region(repo: FactorRepository) -> None:
+    repo.upsert_user("alice", firm_id=None, now=1.0)
+    factor = a_factor("alice", FactorType.SMS, phone_region="001", phone_last2="78")
+    repo.add_factor(factor)
+    assert repo.get_factor("alice", factor.factor_id) == factor
+
+
+def test_setting_the_pending_challenge_is_seen_by_readers(repo: FactorRepository) -> None:
+    repo.upsert_user("alice", firm_id=None, now=1.0)
+    factor = a_factor("alice", FactorType.SMS)
+    repo.add_factor(factor)
+    repo.set_pending_challenge("alice", factor.factor_id, "00fchallenge")
+    repo.set_pending_challenge("bob", factor.factor_id, "00fother")
+    stored = repo.get_factor("alice", factor.factor_id)
+    assert stored is not None
+    assert stored.pending_challenge_id == "00fchallenge"
+
+
+def test_a_reachable_database_pings(repo: FactorRepository) -> None:
+    repo.ping()
 
 
 def test_deleting_a_factor_removes_it(repo: FactorRepository) -> None:
@@ -166,3 +225,43 @@ def test_an_unreachable_database_is_unavailable_without_naming_the_url() -> None
     assert "127.0.0.1" not in str(caught.value)
     with pytest.raises(UnavailableError):
         repo.ping()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mfa.sqlite3'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_database_errors_never_carry_the_stored_values(sql_url: str) -> None:
+    upgrade(sql_url)
+    engine = create_engine_for(sql_url)
+    repo = SqlFactorRepository(engine)
+    repo.upsert_user("alice", firm_id=None, now=1.0)
+    factor = a_factor("alice", secret_ciphertext="v1.abcd1234.SEALED-SECRET")
+    repo.add_factor(factor)
+    with pytest.raises(IntegrityError) as caught:
+        repo.add_factor(factor)
+    engine.dispose()
+    assert "SEALED-SECRET" not in str(caught.value)
+
+
+def test_sqlite_connections_share_the_file_safely(tmp_path: Path) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'nested' / 'mfa.sqlite3'}")
+    with engine.connect() as connection:
+        pragmas = {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "foreign_keys", "busy_timeout")
+        }
+    engine.dispose()
+    assert pragmas["journal_mode"] == "wal"
+    assert pragmas["foreign_keys"] == 1
+    assert int(pragmas["busy_timeout"] or 0) >= 1000
+
+
+def test_postgresql_connections_are_checked_before_use() -> None:
+    engine = create_engine_for("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    assert engine.pool._pre_ping
+    assert isinstance(engine.pool, sa.QueuePool)
+    engine.dispose()

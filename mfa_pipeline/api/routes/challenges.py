@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from mfa_pipeline.api.deps import ApplicationDep, ContainerDep, WatcherDep
+from mfa_pipeline.api.login_extras import backup_code_factor, login_extras
 from mfa_pipeline.api.schemas import (
     ChallengeOut,
     CreateChallengeBody,
@@ -36,9 +37,13 @@ def preauth(body: PreauthBody, c: ContainerDep, _: ApplicationDep) -> PreauthOut
     except NotFoundError:
         return PreauthOut(result="bypass", factors=[])
     active = [f for f in view.factors if f.is_active]
-    return PreauthOut(
-        result="auth" if active else "bypass", factors=[factor_out(f) for f in active]
-    )
+    factors = [factor_out(f) for f in active]
+    if active and c.backup_code_service.remaining(user_id=body.user_id) > 0:
+        factors.append(backup_code_factor())
+    # A token of another user, forged, expired or revoked reads as no token at all.
+    if c.trusted_session_service.is_trusted(user_id=body.user_id, token=body.trusted_token):
+        return PreauthOut(result="allow", factors=factors)
+    return PreauthOut(result="auth" if active else "bypass", factors=factors)
 
 
 @router.post(
@@ -71,7 +76,8 @@ def create_challenge(
         context=context,
         code=body.code,
     )
-    return challenge_out(view)
+    extras = login_extras(c, view, remember_device=body.remember_device)
+    return challenge_out(view).model_copy(update=extras)
 
 
 @router.get(
@@ -124,7 +130,8 @@ def verify_challenge(
     challenge_id: ChallengeIdPath, body: VerifyBody, c: ContainerDep, _: ApplicationDep
 ) -> VerifyOut:
     view = c.challenges.verify(challenge_id=challenge_id, code=body.code)
-    return VerifyOut(challenge_id=challenge_id, status=view.status.value)
+    extras = login_extras(c, view, remember_device=body.remember_device)
+    return VerifyOut(challenge_id=challenge_id, status=view.status.value).model_copy(update=extras)
 
 
 @router.post(

@@ -31,12 +31,14 @@ FactorIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 @router.put("/{user_id}", response_model=UserOut)
 def put_user(user_id: UserIdPath, body: PutUserBody, c: ContainerDep, _: ApplicationDep) -> UserOut:
     """Create or update a user record (idempotent)."""
-    return user_out(c.enrollment.put_user(user_id=user_id, firm_id=body.firm_id))
+    view = c.enrollment.put_user(user_id=user_id, firm_id=body.firm_id)
+    return user_out(view, backup_codes_remaining=c.backup_code_service.remaining(user_id=user_id))
 
 
 @router.get("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})
 def get_user(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> UserOut:
-    return user_out(c.enrollment.get_user(user_id=user_id))
+    view = c.enrollment.get_user(user_id=user_id)
+    return user_out(view, backup_codes_remaining=c.backup_code_service.remaining(user_id=user_id))
 
 
 @router.post("/{user_id}/factors/totp", status_code=201, response_model=TotpEnrollmentOut)

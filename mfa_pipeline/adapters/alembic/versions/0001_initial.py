@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("secret_ciphertext", sa.Text(), nullable=True),
         sa.Column("phone_ciphertext", sa.Text(), nullable=True),
         sa.Column("phone_last2", sa.String(2), nullable=True),
-        sa.Column("phone_region", sa.String(2), nullable=True),
+        sa.Column("phone_region", sa.String(3), nullable=True),
         sa.Column("last_totp_step", sa.BigInteger(), nullable=True),
         sa.Column("pending_challenge_id", sa.String(64), nullable=True),
         sa.Column("created_at", sa.Float(), nullable=False),
