@@ -100,7 +100,10 @@ def translate_db_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _factor(row: FactorRow) -> Factor:
+_FACTORS = FactorRow.__table__
+
+
+def _factor(row: FactorRow | sa.Row[Any]) -> Factor:
     return Factor(
         factor_id=row.factor_id,
         user_id=row.user_id,
@@ -178,17 +181,23 @@ class SqlFactorRepository(FactorRepository):
 
     @translate_db_errors
     def get_factor(self, user_id: str, factor_id: str) -> Factor | None:
-        with self._session() as session:
-            row = session.get(FactorRow, factor_id)
-            return None if row is None or row.user_id != user_id else _factor(row)
+        # Core rather than ORM on the hot paths (every delivery and verification): a plain
+        # SELECT costs a fraction of a session's identity-map bookkeeping.
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                _FACTORS.select().where(
+                    _FACTORS.c.factor_id == factor_id, _FACTORS.c.user_id == user_id
+                )
+            ).first()
+            return None if row is None else _factor(row)
 
     @translate_db_errors
     def list_factors(self, user_id: str) -> list[Factor]:
-        with self._session() as session:
-            rows = session.scalars(
-                sa.select(FactorRow)
-                .where(FactorRow.user_id == user_id)
-                .order_by(FactorRow.created_at, FactorRow.factor_id)
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                _FACTORS.select()
+                .where(_FACTORS.c.user_id == user_id)
+                .order_by(_FACTORS.c.created_at, _FACTORS.c.factor_id)
             )
             return [_factor(r) for r in rows]
 
