@@ -16,12 +16,14 @@ from mfa_pipeline.domain.errors import UnauthenticatedError
 _bearer = HTTPBearer(auto_error=False, description="An application's API key (MFA_API_KEYS).")
 
 
-def get_container(request: Request) -> Container:
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in the thread
+# pool, a hop that costs more than these few lines.
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
 
-def get_watcher(request: Request) -> ChallengeWatcher:
+async def get_watcher(request: Request) -> ChallengeWatcher:
     watcher: ChallengeWatcher = request.app.state.watcher
     return watcher
 
@@ -41,7 +43,7 @@ class ApiKeys:
         return found
 
 
-def get_application(
+async def get_application(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
