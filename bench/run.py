@@ -505,7 +505,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _stop_on_signal(signum: int, _frame: object) -> None:
-    """SIGTERM and the run limit unwind like Ctrl-C, so every child process is stopped."""
+    """SIGINT, SIGTERM and the run limit all unwind the stack, so every child is stopped.
+
+    SIGINT is set explicitly: a shell starts background jobs with it ignored.
+    """
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -516,8 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, _, concurrency = args.pool.partition(":")
         pool = (name, int(concurrency or 2))
     plan = Plan.make(quick=args.quick, pool=pool)
-    signal.signal(signal.SIGTERM, _stop_on_signal)
-    signal.signal(signal.SIGALRM, _stop_on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
+        signal.signal(signum, _stop_on_signal)
     signal.alarm(RUN_LIMIT_SECONDS)
     started = time.monotonic()
     info = machine()

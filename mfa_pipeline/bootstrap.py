@@ -17,16 +17,20 @@ from mfa_pipeline.adapters.sql_account import (
     SqlTrustedSessionRepository,
 )
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
+from mfa_pipeline.adapters.sql_secrets import SqlSecretRotationRepository
 from mfa_pipeline.clock import SystemClock
 from mfa_pipeline.config import Settings, SmsProvider
 from mfa_pipeline.devkeys import ConfigurationError, with_dev_keys
 from mfa_pipeline.domain.challenges import Lifetimes
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.domain.rules import ChallengeRules
+from mfa_pipeline.services.admin import AdminService
+from mfa_pipeline.services.audit import Auditor
 from mfa_pipeline.services.backup_codes import BackupCodeService
 from mfa_pipeline.services.challenges import ChallengeService
 from mfa_pipeline.services.delivery import SmsDeliveryService
 from mfa_pipeline.services.enrollment import EnrollmentService
+from mfa_pipeline.services.policies import PolicyService
 from mfa_pipeline.services.sweeps import SweepService
 from mfa_pipeline.services.trusted_sessions import TrustedSessionService
 
@@ -69,6 +73,9 @@ class Container:
     audit: AuditLog
     backup_code_service: BackupCodeService
     trusted_session_service: TrustedSessionService
+    auditor: Auditor
+    policy_service: PolicyService
+    admin: AdminService
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -179,6 +186,16 @@ def bootstrap(
     backup_code_repo = SqlBackupCodeRepository(engine)
     trusted_session_repo = SqlTrustedSessionRepository(engine)
     audit_log = SqlAuditLog(engine)
+    auditor = Auditor(log=audit_log, clock=clock)
+    policies = SqlPolicyRepository(engine)
+    policy_service = PolicyService(
+        policies=policies,
+        factors=factors,
+        auditor=auditor,
+        clock=clock,
+        sms_allowed_regions=settings.sms_allowed_regions,
+        sms_denied_regions=settings.sms_denied_regions,
+    )
     backup_code_service = BackupCodeService(
         codes=backup_code_repo,
         factors=factors,
@@ -204,6 +221,8 @@ def bootstrap(
         rules=rules,
         shards=settings.store_shards,
         backup_codes=backup_code_service,
+        policies=policy_service,
+        auditor=auditor,
     )
     return Container(
         settings=settings,
@@ -224,6 +243,8 @@ def bootstrap(
             clock=clock,
             rules=rules,
             trusted_sessions=trusted_session_service,
+            policies=policy_service,
+            auditor=auditor,
         ),
         delivery=SmsDeliveryService(
             store=store,
@@ -234,15 +255,47 @@ def bootstrap(
             clock=clock,
             code_ttl_seconds=settings.sms_code_ttl_seconds,
             status_callback_url=status_callback_url(settings),
+            auditor=auditor,
         ),
         sweeps=SweepService(
-            store=store, publisher=publisher, clock=clock, batch_size=settings.sweep_batch_size
+            store=store,
+            publisher=publisher,
+            clock=clock,
+            batch_size=settings.sweep_batch_size,
+            auditor=auditor,
         ),
         backup_codes=backup_code_repo,
         trusted_sessions=trusted_session_repo,
-        policies=SqlPolicyRepository(engine),
+        policies=policies,
         audit=audit_log,
         backup_code_service=backup_code_service,
         trusted_session_service=trusted_session_service,
+        auditor=auditor,
+        policy_service=policy_service,
+        admin=AdminService(
+            factors=factors,
+            backup_codes=backup_code_repo,
+            trusted_sessions=trusted_session_repo,
+            auditor=auditor,
+            clock=clock,
+            secrets_box=box,
+            stored_secrets=SqlSecretRotationRepository(engine),
+        ),
         api_keys=parse_api_keys(settings.api_keys),
+    )
+
+
+def build_admin(settings: Settings, *, clock: Clock | None = None) -> AdminService:
+    """The operator's service for the `admin` commands: SQL only, no Redis, no broker."""
+    settings = with_dev_keys(settings)
+    clock = clock or SystemClock()
+    engine = create_engine_for(settings.effective_database_url)
+    return AdminService(
+        factors=SqlFactorRepository(engine),
+        backup_codes=SqlBackupCodeRepository(engine),
+        trusted_sessions=SqlTrustedSessionRepository(engine),
+        auditor=Auditor(log=SqlAuditLog(engine), clock=clock),
+        clock=clock,
+        secrets_box=AesGcmSecretBox(parse_keys(settings.encryption_keys)),
+        stored_secrets=SqlSecretRotationRepository(engine),
     )

@@ -19,6 +19,8 @@ from mfa_pipeline.logs import configure_logging
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from mfa_pipeline.services.admin import AdminService, RotationProgress
+
 ALL_QUEUES = "sms,push,webhooks,sweeps"
 
 
@@ -219,6 +221,93 @@ def db_upgrade() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.effective_database_url)
     click.echo("database schema is up to date")
+
+
+@main.group()
+def admin() -> None:
+    """Operator commands on users' MFA and on the encryption keys."""
+
+
+def _admin_service() -> AdminService:
+    from mfa_pipeline.bootstrap import build_admin  # noqa: PLC0415
+
+    try:
+        return build_admin(_settings())
+    except (ConfigurationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@admin.command("reset-user")
+@click.argument("user_id")
+@click.option("--actor", required=True, help="Who asked for the reset (kept in the audit log).")
+def admin_reset_user(user_id: str, actor: str) -> None:
+    """Remove a user's factors, backup codes and trusted sessions (a lost device)."""
+    from mfa_pipeline.domain.challenges import RequestContext  # noqa: PLC0415
+    from mfa_pipeline.domain.errors import MfaError  # noqa: PLC0415
+
+    try:
+        result = _admin_service().reset_user(
+            user_id=user_id,
+            actor_id=actor,
+            context=RequestContext(application="cli"),
+            same_firm_only=False,
+        )
+    except MfaError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"reset {user_id}: {result.factors_removed} factor(s) removed, "
+        f"{result.backup_codes_removed} backup code(s) removed, "
+        f"{result.trusted_sessions_revoked} trusted session(s) revoked"
+    )
+
+
+@admin.command("show-user")
+@click.argument("user_id")
+@click.option("--events", default=10, show_default=True, type=int, help="Audit events shown.")
+def admin_show_user(user_id: str, events: int) -> None:
+    """A user's factors (no secrets, masked numbers), backup codes, sessions, recent events."""
+    from mfa_pipeline.api.schemas import iso  # noqa: PLC0415
+    from mfa_pipeline.domain.errors import MfaError  # noqa: PLC0415
+    from mfa_pipeline.domain.factors import masked_phone  # noqa: PLC0415
+
+    try:
+        report = _admin_service().show_user(user_id=user_id, events=events)
+    except MfaError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"user {report.user.user_id}  firm {report.user.firm_id or '-'}")
+    click.echo(f"factors ({len(report.factors)}):")
+    for f in report.factors:
+        phone = f"  {masked_phone(f.phone_last2)}" if f.phone_last2 else ""
+        click.echo(f"  {f.factor_id}  {f.type.value:<5} {f.status.value:<8}{phone}")
+    click.echo(f"backup codes remaining: {report.backup_codes_remaining}")
+    click.echo(f"trusted sessions: {report.trusted_sessions}")
+    click.echo("recent events:")
+    for e in report.recent_events:
+        click.echo(
+            f"  {iso(e.created_at)}  {e.event:<20} {e.outcome or '-':<12} "
+            f"app={e.application or '-'} actor={e.actor_id or '-'}"
+        )
+
+
+@admin.command("rotate-keys")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+def admin_rotate_keys(batch_size: int) -> None:
+    """Re-encrypt every stored secret under the first MFA_ENCRYPTION_KEYS key (resumable)."""
+    from mfa_pipeline.adapters.crypto import SecretDecryptError  # noqa: PLC0415
+
+    def progress(p: RotationProgress) -> None:
+        click.echo(f"scanned {p.scanned}, re-encrypted {p.rewritten}, already current {p.skipped}")
+
+    try:
+        done = _admin_service().rotate_keys(batch_size=batch_size, progress=progress)
+    except SecretDecryptError as exc:
+        raise click.ClickException(
+            f"{exc}; keep every old key in MFA_ENCRYPTION_KEYS until rotation finishes"
+        ) from exc
+    click.echo(
+        f"done: {done.rewritten} secret row(s) re-encrypted, {done.skipped} already current, "
+        f"in {done.elapsed_seconds:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     fcm_service_account_file: Path | None = None
     fcm_api_base_url: str | None = None
     public_url: str | None = None
+    # ISO 3166 regions SMS enrollment accepts ("US,CA"); empty allows every region but denied.
+    sms_allowed_regions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    sms_denied_regions: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     sms_code_ttl_seconds: int = Field(default=600, ge=1)
     push_ttl_seconds: int = Field(default=120, ge=1)
@@ -91,7 +94,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16384, ge=1024)
     long_poll_max_seconds: int = Field(default=30, ge=0, le=30)
 
-    @field_validator("api_keys", "encryption_keys", mode="before")
+    @field_validator(
+        "api_keys", "encryption_keys", "sms_allowed_regions", "sms_denied_regions", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)

@@ -217,6 +217,10 @@ class TrustedSessionRepository(abc.ABC):
     @abc.abstractmethod
     def revoke_all(self, user_id: str, *, now: float) -> int: ...
 
+    @abc.abstractmethod
+    def count_live(self, user_id: str, *, now: float) -> int:
+        """Tokens of the user neither revoked nor expired (for operators; no token is shown)."""
+
 
 class PolicyRepository(abc.ABC):
     @abc.abstractmethod
@@ -237,6 +241,35 @@ class AuditLog(abc.ABC):
         self, user_id: str, *, limit: int = 100, before_id: int | None = None
     ) -> list[AuditEvent]:
         """Newest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecret:
+    """The sealed secrets of one factor row, as key rotation reads and rewrites them."""
+
+    factor_id: str
+    user_id: str
+    secret_ciphertext: str | None = None
+    phone_ciphertext: str | None = None
+
+
+class SecretRotationRepository(abc.ABC):
+    """Walks every stored ciphertext in factor-id order, to re-encrypt it under a new key."""
+
+    @abc.abstractmethod
+    def batch_after(self, factor_id: str | None, *, limit: int) -> list[StoredSecret]:
+        """Up to `limit` rows holding a ciphertext, with factor ids above `factor_id`."""
+
+    @abc.abstractmethod
+    def replace(self, old: Sequence[StoredSecret], new: Sequence[StoredSecret]) -> int:
+        """Write `new` over rows still holding `old`'s ciphertexts, in one transaction.
+
+        A row changed or deleted since it was read is left alone; returns rows written.
+        """
+
+    @abc.abstractmethod
+    def count(self) -> int:
+        """Rows holding at least one ciphertext."""
 
 
 # --- outbound messages -----------------------------------------------------------------------

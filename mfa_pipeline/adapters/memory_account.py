@@ -129,6 +129,14 @@ class InMemoryTrustedSessionRepository(TrustedSessionRepository):
                 s.revoked_at = now
             return len(live)
 
+    def count_live(self, user_id: str, *, now: float) -> int:
+        with self._lock:
+            return sum(
+                1
+                for s in self._sessions.values()
+                if s.user_id == user_id and s.revoked_at is None and s.expires_at > now
+            )
+
 
 class InMemoryPolicyRepository(PolicyRepository):
     def __init__(self) -> None:

@@ -146,6 +146,20 @@ class SqlTrustedSessionRepository(_Sql, TrustedSessionRepository):
             .values(revoked_at=now)
         )
 
+    @translate_db_errors
+    def count_live(self, user_id: str, *, now: float) -> int:
+        with self._session() as session:
+            count = session.scalar(
+                sa.select(sa.func.count())
+                .select_from(TrustedSessionRow)
+                .where(
+                    TrustedSessionRow.user_id == user_id,
+                    TrustedSessionRow.revoked_at.is_(None),
+                    TrustedSessionRow.expires_at > now,
+                )
+            )
+            return int(count or 0)
+
 
 class SqlPolicyRepository(_Sql, PolicyRepository):
     @translate_db_errors

@@ -1,4 +1,10 @@
-"""SMS through Twilio's Messages API with the official client."""
+"""SMS through Twilio's Messages API with the official client.
+
+The adapter's one judgement is which failures are worth a retry: 429, 5xx, timeouts and
+connection errors are; every other 4xx (invalid or unsubscribed number, region not enabled,
+bad credentials) is final. Its errors carry Twilio's code and a message of its own, never
+Twilio's text: that text can quote the phone number, and the request holds the code.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,24 @@ import logging
 import os
 
 import requests
-import structlog
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from mfa_pipeline.ports import SmsPermanentError, SmsReceipt, SmsSender, SmsTransientError
-
-log = structlog.get_logger(__name__)
+from mfa_pipeline.ports import (
+    SmsError,
+    SmsPermanentError,
+    SmsReceipt,
+    SmsSender,
+    SmsTransientError,
+)
 
 _TOO_MANY_REQUESTS = 429
 _SERVER_ERROR = 500
+_CA_BUNDLE_VARIABLES = frozenset({"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
 
 
 class TwilioSmsSender(SmsSender):
-    """Classifies Twilio's answers: 429/5xx/timeouts are worth a retry, other 4xx are final."""
-
     def __init__(
         self,
         account_sid: str,
@@ -31,14 +39,18 @@ class TwilioSmsSender(SmsSender):
         api_base_url: str | None = None,
         timeout: float = 10.0,
     ) -> None:
-        # The client logs whole request bodies (the code) at DEBUG: never let that through.
+        if timeout <= 0:
+            raise ValueError("timeout must be positive: without one a hung provider hangs a worker")
+        # twilio's client logs every request and response on this logger (at INFO/DEBUG,
+        # depending on the version: URL, headers, and in some versions the form body with the
+        # code and the phone number). Nothing below WARNING is ever safe to let through.
         logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
         http_client = TwilioHttpClient(timeout=timeout)
         if http_client.session is not None and not any(
-            name.lower().endswith("_proxy") for name in os.environ
+            name.lower().endswith("_proxy") or name in _CA_BUNDLE_VARIABLES for name in os.environ
         ):
-            # requests re-reads proxy variables from the whole environment on every call
-            # (~1 ms each); with none set there is nothing to find.
+            # requests re-reads proxy and CA-bundle variables from the whole environment on
+            # every call (~1 ms each); with none set there is nothing to find.
             http_client.session.trust_env = False
         self._client = Client(account_sid, auth_token, http_client=http_client)
         if api_base_url:
@@ -46,18 +58,51 @@ class TwilioSmsSender(SmsSender):
         self._from = from_
 
     def send(self, *, to: str, body: str, status_callback: str | None = None) -> SmsReceipt:
-        kwargs = {"to": to, "from_": self._from, "body": body}
+        """Create the message; raise `SmsTransientError` or `SmsPermanentError` on failure.
+
+        The error is raised outside the `except` block, so it has neither `__cause__` nor
+        `__context__`: Twilio's exception (whose text may quote the number) and requests'
+        (which holds the prepared body with the code) never travel with it into logs or
+        error trackers.
+        """
+        values: dict[str, str] = {"to": to, "from_": self._from, "body": body}
         if status_callback:
-            kwargs["status_callback"] = status_callback
+            values["status_callback"] = status_callback
+        error: SmsError
         try:
-            message = self._client.messages.create(**kwargs)
-        except TwilioRestException as exc:
-            code = str(exc.code or exc.status)
-            if exc.status == _TOO_MANY_REQUESTS or exc.status >= _SERVER_ERROR:
-                raise SmsTransientError(f"Twilio answered {exc.status}", code=code) from None
-            raise SmsPermanentError(f"Twilio refused the message ({code})", code=code) from None
+            message = self._client.messages.create(**values)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            error = _from_status(exc.status, exc.code)
         except requests.Timeout:
-            raise SmsTransientError("Twilio did not answer in time", code="timeout") from None
+            error = SmsTransientError("Twilio did not answer in time", code="timeout")
         except (requests.RequestException, TwilioException):
-            raise SmsTransientError("Twilio could not be reached", code="connection") from None
-        return SmsReceipt(provider_id=str(message.sid), status=str(message.status or "queued"))
+            error = SmsTransientError("Twilio could not be reached", code="connection")
+        except ValueError:
+            error = _unreadable()
+        else:
+            if message.sid:
+                return SmsReceipt(
+                    provider_id=str(message.sid), status=str(message.status or "queued")
+                )
+            error = _unreadable()
+        raise error
+
+
+def _from_status(status: object, code: object) -> SmsError:
+    """429 and 5xx are Twilio asking for a retry; any other 4xx will fail the same way again."""
+    status = status if isinstance(status, int) else _SERVER_ERROR  # unreadable: assume theirs
+    # Only a numeric code is kept: it is stored and logged, so no free text from the answer.
+    safe_code = str(code) if isinstance(code, int) and code > 0 else str(status)
+    if status == _TOO_MANY_REQUESTS or status >= _SERVER_ERROR:
+        return SmsTransientError(f"Twilio answered HTTP {status} ({safe_code})", code=safe_code)
+    return SmsPermanentError(
+        f"Twilio refused the message: HTTP {status} ({safe_code})", code=safe_code
+    )
+
+
+def _unreadable() -> SmsError:
+    """A 2xx that is not a message resource (a proxy or gateway in the way).
+
+    The message may or may not exist; a second SMS beats none, so it is worth a retry.
+    """
+    return SmsTransientError("Twilio's answer could not be read", code="invalid_response")

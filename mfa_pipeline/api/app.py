@@ -12,7 +12,15 @@ from fastapi import FastAPI
 from mfa_pipeline.api.body_limit import BodyLimitMiddleware
 from mfa_pipeline.api.deps import ApiKeys
 from mfa_pipeline.api.errors import install_error_handlers
-from mfa_pipeline.api.routes import backup_codes, challenges, health, trusted_sessions, users
+from mfa_pipeline.api.routes import (
+    admin,
+    backup_codes,
+    challenges,
+    firms,
+    health,
+    trusted_sessions,
+    users,
+)
 from mfa_pipeline.api.watcher import ChallengeWatcher
 
 if TYPE_CHECKING:
@@ -57,6 +65,8 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(challenges.router)
     app.include_router(backup_codes.router)
     app.include_router(trusted_sessions.router)
+    app.include_router(firms.router)
+    app.include_router(admin.router)
 
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)

@@ -35,6 +35,9 @@ STATUS: dict[type[e.MfaError], int] = {
     e.InvalidPhoneError: 422,
     e.UnavailableError: 503,
     e.UnauthenticatedError: 401,
+    e.FactorNotAllowedError: 403,
+    e.ActorMfaRequiredError: 409,
+    e.ForbiddenError: 403,
 }
 
 _HTTP_CODES = {

@@ -87,3 +87,21 @@ class TooManyResendsError(MfaError):
 
 class FactorExistsError(MfaError):
     code = "factor_exists"
+
+
+class FactorNotAllowedError(MfaError):
+    """The firm's policy does not allow this factor type."""
+
+    code = "factor_not_allowed"
+
+
+class ActorMfaRequiredError(MfaError):
+    """An administrator without MFA of their own may not change a firm's MFA policy."""
+
+    code = "actor_mfa_required"
+
+
+class ForbiddenError(MfaError):
+    """The caller may not do this (e.g. an administrator acting on another firm)."""
+
+    code = "forbidden"

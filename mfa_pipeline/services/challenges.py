@@ -36,6 +36,7 @@ from mfa_pipeline.domain.errors import (
 from mfa_pipeline.domain.events import ChallengeFinished, ChallengeIssued, SmsDeliveryRequested
 from mfa_pipeline.domain.factors import AUTO_PREFERENCE, Factor, FactorStatus
 from mfa_pipeline.ports import Transition
+from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, ensure_open, raise_for_blocked
 
 if TYPE_CHECKING:
@@ -51,7 +52,9 @@ if TYPE_CHECKING:
         RateLimiter,
         SecretBox,
     )
+    from mfa_pipeline.services.audit import Auditor
     from mfa_pipeline.services.backup_codes import BackupCodeService
+    from mfa_pipeline.services.policies import PolicyService
 
 log = structlog.get_logger(__name__)
 
@@ -118,8 +121,12 @@ class ChallengeService:
         rules: ChallengeRules,
         shards: int,
         backup_codes: BackupCodeService | None = None,
+        policies: PolicyService | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self._store = store
+        self._policies = policies
+        self._auditor = auditor
         self._factors = factors
         self._backup_codes = backup_codes
         self._publisher = publisher
@@ -152,6 +159,8 @@ class ChallengeService:
         factors = self._factors.list_factors(user_id)
         if not factors and self._factors.get_user(user_id) is None:
             raise NotFoundError("No such user.")
+        if self._policies is not None:
+            factors = self._policies.filter_for_challenge(user_id, factors, factor, factor_id)
         chosen = self._choose_factor(factors, factor, factor_id)
         if normalized is not None and chosen.type is not FactorType.TOTP:
             raise InvalidRequestError(
@@ -173,8 +182,11 @@ class ChallengeService:
         """A backup-code challenge; with `code` it is checked at once (one round trip)."""
         normalized = normalize_backup_code(code) if code is not None else None
         now = self._clock.now()
-        if self._factors.get_user(user_id) is None:
+        user = self._factors.get_user(user_id)
+        if user is None:
             raise NotFoundError("No such user.")
+        if self._policies is not None:
+            self._policies.ensure_allowed(user, FactorType.BACKUP_CODE)
         if self._backup_codes is None or self._backup_codes.remaining(user_id=user_id) == 0:
             raise NoBackupCodesError("The user has no unused backup codes.")
         self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
@@ -274,6 +286,7 @@ class ChallengeService:
                 ) from exc
             self._store.create(missed)
             self._after_create(missed)
+            self._audit_miss(missed, exc)
             exc.details["challenge_id"] = missed.challenge_id
             exc.details["attempts_remaining"] = missed.attempts_remaining
             exc.attempts_remaining = missed.attempts_remaining
@@ -364,8 +377,39 @@ class ChallengeService:
         )
         if code == "too_many_attempts":
             self._finished(challenge, ChallengeStatus.LOCKED)
+        elif isinstance(exc, WrongCodeError):
+            self._audit_miss(challenge, exc)
+
+    def _audit_miss(self, challenge: Challenge, exc: WrongCodeError) -> None:
+        if self._auditor is None:
+            return
+        reason = exc.details.get("reason")
+        self._auditor.record(
+            audit.CHALLENGE_FAILED,
+            user_id=challenge.user_id,
+            context=challenge.context,
+            outcome=str(reason or "wrong_code"),
+            factor=challenge.factor.value,
+            factor_id=challenge.factor_id,
+            challenge_id=challenge.challenge_id,
+            details={"attempts_remaining": exc.attempts_remaining},
+            best_effort=True,
+        )
 
     def _finished(self, challenge: Challenge, status: ChallengeStatus) -> None:
+        if self._auditor is not None:
+            self._auditor.record(
+                audit.CHALLENGE_LOCKED
+                if status is ChallengeStatus.LOCKED
+                else audit.CHALLENGE_VERIFIED,
+                user_id=challenge.user_id,
+                context=challenge.context,
+                outcome=status.value,
+                factor=challenge.factor.value,
+                factor_id=challenge.factor_id,
+                challenge_id=challenge.challenge_id,
+                best_effort=True,
+            )
         log.info(
             "challenge_finished",
             challenge_id=challenge.challenge_id,

@@ -17,6 +17,7 @@ from mfa_pipeline.domain.challenges import ChallengeStatus, DeliveryStatus, Fact
 from mfa_pipeline.domain.codes import code_digest, generate_code
 from mfa_pipeline.domain.events import ChallengeFinished
 from mfa_pipeline.ports import SmsPermanentError, SmsTransientError, Transition
+from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import phone_context
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         SecretBox,
         SmsSender,
     )
+    from mfa_pipeline.services.audit import Auditor
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +55,10 @@ class SmsDeliveryService:
         clock: Clock,
         code_ttl_seconds: int,
         status_callback_url: str | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self._store = store
+        self._auditor = auditor
         self._factors = factors
         self._sender = sender
         self._secrets = secrets
@@ -140,6 +144,18 @@ class SmsDeliveryService:
         )
         bound.warning("sms_failed", outcome="failed", provider_error_code=error_code)
         if result.transition is Transition.DONE and result.status is ChallengeStatus.FAILED:
+            if self._auditor is not None:
+                self._auditor.record(
+                    audit.DELIVERY_FAILED,
+                    user_id=challenge.user_id,
+                    context=challenge.context,
+                    outcome="failed",
+                    factor=challenge.factor.value,
+                    factor_id=challenge.factor_id,
+                    challenge_id=challenge.challenge_id,
+                    details={"error_code": error_code, "seq": seq},
+                    best_effort=True,
+                )
             self._publisher.publish(
                 ChallengeFinished(
                     challenge.challenge_id,

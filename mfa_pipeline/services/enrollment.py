@@ -19,12 +19,15 @@ from mfa_pipeline.domain.factors import Factor, FactorStatus, User
 from mfa_pipeline.domain.totp import generate_secret, provisioning_uri
 from mfa_pipeline.phones import PhoneNumber, parse_phone
 from mfa_pipeline.qr import qr_svg
+from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, phone_context, totp_context
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.rules import ChallengeRules
     from mfa_pipeline.ports import ChallengeStore, Clock, FactorRepository, SecretBox
+    from mfa_pipeline.services.audit import Auditor
     from mfa_pipeline.services.challenges import ChallengeService
+    from mfa_pipeline.services.policies import PolicyService
     from mfa_pipeline.services.trusted_sessions import TrustedSessionService
 
 log = structlog.get_logger(__name__)
@@ -70,8 +73,12 @@ class EnrollmentService:
         clock: Clock,
         rules: ChallengeRules,
         trusted_sessions: TrustedSessionService | None = None,
+        policies: PolicyService | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self._factors = factors
+        self._policies = policies
+        self._auditor = auditor
         self._trusted_sessions = trusted_sessions
         self._challenges = challenges
         self._secrets = secrets_box
@@ -93,9 +100,28 @@ class EnrollmentService:
             raise NotFoundError("No such user.")
         return user
 
-    def enroll_totp(self, *, user_id: str, account_name: str | None = None) -> TotpEnrollment:
+    def _audit(self, event: str, factor: Factor, context: RequestContext | None) -> None:
+        if self._auditor is not None:
+            self._auditor.record(
+                event,
+                user_id=factor.user_id,
+                context=context,
+                outcome="ok",
+                factor=factor.type.value,
+                factor_id=factor.factor_id,
+            )
+
+    def enroll_totp(
+        self,
+        *,
+        user_id: str,
+        account_name: str | None = None,
+        context: RequestContext | None = None,
+    ) -> TotpEnrollment:
         """A pending authenticator; the secret is shown in this answer once and never again."""
-        self._require_user(user_id)
+        user = self._require_user(user_id)
+        if self._policies is not None:
+            self._policies.ensure_allowed(user, FactorType.TOTP)
         existing = self._factors.list_factors(user_id)
         if any(f.type is FactorType.TOTP and f.is_active for f in existing):
             raise FactorExistsError(
@@ -120,6 +146,7 @@ class EnrollmentService:
             secret, account=account_name or user_id, issuer=self._rules.totp_issuer
         )
         log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="totp")
+        self._audit(audit.FACTOR_ENROLLED, factor, context)
         return TotpEnrollment(factor=factor, secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
 
     def enroll_sms(
@@ -131,8 +158,10 @@ class EnrollmentService:
         context: RequestContext | None = None,
     ) -> SmsEnrollment:
         """A pending SMS factor and the challenge whose code will confirm the number."""
-        self._require_user(user_id)
+        user = self._require_user(user_id)
         number = parse_phone(phone, region)
+        if self._policies is not None:
+            self._policies.ensure_sms_number(user, number)
         base = Factor(
             factor_id=new_factor_id(),
             user_id=user_id,
@@ -153,15 +182,25 @@ class EnrollmentService:
         challenge = self._challenges.issue_for_enrollment(factor, context=context)
         self._factors.set_pending_challenge(user_id, factor.factor_id, challenge.challenge_id)
         log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="sms")
+        self._audit(audit.FACTOR_ENROLLED, factor, context)
         return SmsEnrollment(factor=factor, phone=number, challenge_id=challenge.challenge_id)
 
-    def activate(self, *, user_id: str, factor_id: str, code: object) -> Factor:
+    def activate(
+        self,
+        *,
+        user_id: str,
+        factor_id: str,
+        code: object,
+        context: RequestContext | None = None,
+    ) -> Factor:
         normalized = normalize_code(code)
         factor = self._factors.get_factor(user_id, factor_id)
         if factor is None:
             raise NotFoundError("No such factor.")
         if factor.status is not FactorStatus.PENDING:
             raise FactorStateError("This factor is already active.")
+        if self._policies is not None:
+            self._policies.ensure_allowed_for(user_id, factor.type)
         now = self._clock.now()
         if factor.type is FactorType.TOTP:
             self._challenges.limits.on_verify(user_id, None, now)
@@ -177,6 +216,7 @@ class EnrollmentService:
         if not self._factors.activate_factor(user_id, factor_id, now=now):
             raise FactorStateError("This factor is already active.")
         log.info("factor_activated", user_id=user_id, factor_id=factor_id, factor=factor.type.value)
+        self._audit(audit.FACTOR_ACTIVATED, factor, context)
         activated = self._factors.get_factor(user_id, factor_id)
         if activated is None:  # pragma: no cover - removed concurrently
             raise NotFoundError("No such factor.")
@@ -186,10 +226,14 @@ class EnrollmentService:
         self._require_user(user_id)
         return self._factors.list_factors(user_id)
 
-    def delete_factor(self, *, user_id: str, factor_id: str) -> None:
-        if not self._factors.delete_factor(user_id, factor_id):
+    def delete_factor(
+        self, *, user_id: str, factor_id: str, context: RequestContext | None = None
+    ) -> None:
+        factor = self._factors.get_factor(user_id, factor_id)
+        if factor is None or not self._factors.delete_factor(user_id, factor_id):
             raise NotFoundError("No such factor.")
         log.info("factor_removed", user_id=user_id, factor_id=factor_id)
+        self._audit(audit.FACTOR_REMOVED, factor, context)
         if self._trusted_sessions is not None:
             # A removed factor may be a lost or stolen device: "keep me logged in" ends too.
             self._trusted_sessions.revoke_all(user_id=user_id, reason="factor_removed")

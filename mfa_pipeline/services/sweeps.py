@@ -8,9 +8,11 @@ import structlog
 
 from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType
 from mfa_pipeline.domain.events import ChallengeFinished
+from mfa_pipeline.services import audit
 
 if TYPE_CHECKING:
     from mfa_pipeline.ports import ChallengeStore, Clock, EventPublisher
+    from mfa_pipeline.services.audit import Auditor
 
 log = structlog.get_logger(__name__)
 
@@ -23,8 +25,10 @@ class SweepService:
         publisher: EventPublisher,
         clock: Clock,
         batch_size: int,
+        auditor: Auditor | None = None,
     ) -> None:
         self._store = store
+        self._auditor = auditor
         self._publisher = publisher
         self._clock = clock
         self._batch = batch_size
@@ -40,6 +44,16 @@ class SweepService:
                 factor=item.factor,
                 outcome="expired",
             )
+            if self._auditor is not None:
+                self._auditor.record(
+                    audit.CHALLENGE_EXPIRED,
+                    user_id=item.user_id,
+                    application=item.application,
+                    outcome="expired",
+                    factor=item.factor,
+                    challenge_id=item.challenge_id,
+                    best_effort=True,
+                )
             self._publisher.publish(
                 ChallengeFinished(
                     item.challenge_id,

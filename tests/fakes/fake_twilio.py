@@ -1,44 +1,85 @@
 """A local stand-in for Twilio's Messages API, speaking its wire protocol on 127.0.0.1.
 
 The real `twilio` client is pointed at it (`client.api.base_url`), so requests, auth, form
-encoding and error JSON all go through the same code as in production.
+encoding and error JSON all go through the same code as in production. Tests script its
+answers (`fail_next`, `delay`) and read what it accepted (`messages`, `wait_for_messages`).
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs
 
-_MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC\w+)/Messages\.json$")
+_MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
+
+# Twilio's own codes for errors that are about HTTP rather than the message.
+_DEFAULT_CODES = {401: 20003, 403: 20003, 404: 20404, 429: 20429, 500: 20500, 503: 20503}
+_REASONS = {
+    400: "Bad request",
+    401: "Authenticate",
+    403: "Forbidden",
+    404: "The requested resource was not found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScriptedFailure:
     status: int
     code: int | None
     message: str
 
 
+def twilio_error(
+    status: int, code: int | None = None, message: str | None = None
+) -> dict[str, Any]:
+    """Twilio's JSON error shape (REST API v2010)."""
+    code = code if code is not None else _DEFAULT_CODES.get(status, status)
+    return {
+        "code": code,
+        "message": message or _REASONS.get(status, "Error"),
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that gave up (a timeout test) closes its socket: not worth a traceback."""
+
+
 class FakeTwilio:
+    """Twilio's `POST /2010-04-01/Accounts/{sid}/Messages.json` on a free loopback port."""
+
     def __init__(self, account_sid: str, auth_token: str) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
-        self.messages: list[dict[str, Any]] = []
-        self.requests_count = 0
-        self.delay = 0.0
+        self.messages: list[dict[str, Any]] = []  # accepted, as form fields + sid + received_at
+        self.requests_count = 0  # every POST, refused ones included
+        self.delay = 0.0  # seconds to wait before answering (client timeouts)
         self._failures: list[ScriptedFailure] = []
         self._changed = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._stopping = threading.Event()
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        # A short poll interval: `shutdown()` waits up to one, and every test stops a server.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-twilio", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -48,56 +89,86 @@ class FakeTwilio:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Stop serving; a request sleeping through `delay` is woken and answered at once."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=5)
         self._server.server_close()
 
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def fail_next(
-        self, count: int, *, status: int, code: int | None = None, message: str = "Error"
+        self, count: int, *, status: int, code: int | None = None, message: str | None = None
     ) -> None:
+        """Answer the next `count` authenticated requests with this error (in order, FIFO).
+
+        `code` defaults to Twilio's code for the status (20429, 20500, ...).
+        """
         with self._changed:
-            self._failures += [ScriptedFailure(status, code, message)] * count
+            self._failures += [ScriptedFailure(status, code, message or "")] * count
 
     def wait_for_messages(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until `count` messages were accepted; a copy of them all."""
         with self._changed:
             if not self._changed.wait_for(lambda: len(self.messages) >= count, timeout):
                 raise AssertionError(f"{len(self.messages)} of {count} messages arrived")
             return list(self.messages)
 
-    def _take(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    # --- the server side -----------------------------------------------------------------
+
+    def _count_request(self) -> None:
         with self._changed:
             self.requests_count += 1
+
+    def _authorized(self, sid: str, header: str | None) -> bool:
+        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        return sid == self.account_sid and hmac.compare_digest(
+            (header or "").encode(), f"Basic {expected}".encode()
+        )
+
+    def _create(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self._changed:
             if self._failures:
                 failure = self._failures.pop(0)
-                return failure.status, {
-                    "code": failure.code,
-                    "message": failure.message,
-                    "more_info": f"https://www.twilio.com/docs/errors/{failure.code}",
-                    "status": failure.status,
-                }
+                return failure.status, twilio_error(
+                    failure.status, failure.code, failure.message or None
+                )
+            missing = _missing_field(form)
+            if missing is not None:
+                return missing
             sid = "SM" + secrets.token_hex(16)
-            record = {**form, "sid": sid, "received_at": time.monotonic()}
-            self.messages.append(record)
+            self.messages.append({**form, "sid": sid, "received_at": time.monotonic()})
             self._changed.notify_all()
-        now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+        now = format_datetime(datetime.now(UTC))
+        uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}"
         return 201, {
             "sid": sid,
             "account_sid": self.account_sid,
-            "to": form.get("To"),
-            "from": form.get("From"),
-            "body": form.get("Body"),
+            "api_version": "2010-04-01",
+            "to": form["To"],
+            "from": form["From"],
+            "body": form["Body"],
             "status": "queued",
-            "num_segments": "1",
             "direction": "outbound-api",
+            "num_segments": "1",
+            "num_media": "0",
+            "messaging_service_sid": None,
+            "price": None,
+            "price_unit": "USD",
             "date_created": now,
             "date_updated": now,
+            "date_sent": None,
             "error_code": None,
             "error_message": None,
-            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+            "uri": f"{uri}.json",
+            "subresource_uris": {"media": f"{uri}/Media.json"},
         }
-
-    def _authorized(self, header: str | None) -> bool:
-        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
-        return header == f"Basic {expected}"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -112,25 +183,36 @@ class FakeTwilio:
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 raw = json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                fake._count_request()
+                length = int(self.headers.get("Content-Length") or "0")
+                raw = self.rfile.read(length).decode()
+                form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
                 if fake.delay:
-                    time.sleep(fake.delay)
+                    fake._stopping.wait(fake.delay)
                 match = _MESSAGES.match(self.path)
                 if match is None:
-                    self._answer(404, {"code": 20404, "message": "Not found", "status": 404})
+                    self._answer(404, twilio_error(404))
                     return
-                if match["sid"] != fake.account_sid or not fake._authorized(
-                    self.headers.get("Authorization")
-                ):
-                    self._answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                if not fake._authorized(match["sid"], self.headers.get("Authorization")):
+                    self._answer(401, twilio_error(401))
                     return
-                self._answer(*fake._take(form))
+                self._answer(*fake._create(form))
 
         return Handler
+
+
+def _missing_field(form: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+    """Twilio's answers to a message without a recipient, sender or body."""
+    if not form.get("To"):
+        return 400, twilio_error(400, 21604, "A 'To' phone number is required.")
+    if not form.get("From"):
+        return 400, twilio_error(400, 21603, "A 'From' phone number is required.")
+    if not form.get("Body"):
+        return 400, twilio_error(400, 21602, "Message body is required.")
+    return None

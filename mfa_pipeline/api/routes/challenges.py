@@ -22,7 +22,7 @@ from mfa_pipeline.api.schemas import (
     VerifyOut,
 )
 from mfa_pipeline.api.views import challenge_out, factor_out
-from mfa_pipeline.domain.challenges import ChallengeStatus, RequestContext
+from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType, RequestContext
 from mfa_pipeline.domain.errors import NotFoundError
 
 router = APIRouter(tags=["login"], responses={401: {"model": ErrorOut}})
@@ -36,13 +36,20 @@ def preauth(body: PreauthBody, c: ContainerDep, _: ApplicationDep) -> PreauthOut
         view = c.enrollment.get_user(user_id=body.user_id)
     except NotFoundError:
         return PreauthOut(result="bypass", factors=[])
-    active = [f for f in view.factors if f.is_active]
+    # Only factors the firm's policy allows are offered (`auto` skips the others too).
+    active = c.policy_service.usable_factors(view.user, view.factors)
     factors = [factor_out(f) for f in active]
-    if active and c.backup_code_service.remaining(user_id=body.user_id) > 0:
+    if (
+        active
+        and c.policy_service.allows(view.user, FactorType.BACKUP_CODE)
+        and c.backup_code_service.remaining(user_id=body.user_id) > 0
+    ):
         factors.append(backup_code_factor())
     # A token of another user, forged, expired or revoked reads as no token at all.
     if c.trusted_session_service.is_trusted(user_id=body.user_id, token=body.trusted_token):
         return PreauthOut(result="allow", factors=factors)
+    if c.policy_service.enrollment_required(view.user, view.factors):
+        return PreauthOut(result="enroll", factors=factors)
     return PreauthOut(result="auth" if active else "bypass", factors=factors)
 
 

@@ -32,19 +32,33 @@ FactorIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 def put_user(user_id: UserIdPath, body: PutUserBody, c: ContainerDep, _: ApplicationDep) -> UserOut:
     """Create or update a user record (idempotent)."""
     view = c.enrollment.put_user(user_id=user_id, firm_id=body.firm_id)
-    return user_out(view, backup_codes_remaining=c.backup_code_service.remaining(user_id=user_id))
+    required = c.policy_service.enrollment_required(view.user, view.factors)
+    return user_out(
+        view, backup_codes_remaining=c.backup_code_service.remaining(user_id=user_id)
+    ).model_copy(update={"enrollment_required": required})
 
 
 @router.get("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})
 def get_user(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> UserOut:
     view = c.enrollment.get_user(user_id=user_id)
-    return user_out(view, backup_codes_remaining=c.backup_code_service.remaining(user_id=user_id))
+    required = c.policy_service.enrollment_required(view.user, view.factors)
+    return user_out(
+        view, backup_codes_remaining=c.backup_code_service.remaining(user_id=user_id)
+    ).model_copy(update={"enrollment_required": required})
 
 
-@router.post("/{user_id}/factors/totp", status_code=201, response_model=TotpEnrollmentOut)
-def enroll_totp(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> TotpEnrollmentOut:
+@router.post(
+    "/{user_id}/factors/totp",
+    status_code=201,
+    response_model=TotpEnrollmentOut,
+    responses={403: {"model": ErrorOut}},
+)
+def enroll_totp(
+    user_id: UserIdPath, request: Request, c: ContainerDep, app: ApplicationDep
+) -> TotpEnrollmentOut:
     """A pending authenticator factor; the secret appears in this answer only."""
-    enrollment = c.enrollment.enroll_totp(user_id=user_id)
+    context = RequestContext(user_agent=request.headers.get("user-agent"), application=app)
+    enrollment = c.enrollment.enroll_totp(user_id=user_id, context=context)
     return TotpEnrollmentOut(
         factor_id=enrollment.factor.factor_id,
         status=enrollment.factor.status.value,
@@ -58,7 +72,7 @@ def enroll_totp(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> Totp
     "/{user_id}/factors/sms",
     status_code=201,
     response_model=SmsEnrollmentOut,
-    responses={422: {"model": ErrorOut}},
+    responses={403: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
 def enroll_sms(
     user_id: UserIdPath, body: SmsEnrollBody, request: Request, c: ContainerDep, app: ApplicationDep
@@ -84,10 +98,15 @@ def activate_factor(
     user_id: UserIdPath,
     factor_id: FactorIdPath,
     body: ActivateBody,
+    *,
+    request: Request,
     c: ContainerDep,
-    _: ApplicationDep,
+    app: ApplicationDep,
 ) -> ActivateOut:
-    factor = c.enrollment.activate(user_id=user_id, factor_id=factor_id, code=body.code)
+    context = RequestContext(user_agent=request.headers.get("user-agent"), application=app)
+    factor = c.enrollment.activate(
+        user_id=user_id, factor_id=factor_id, code=body.code, context=context
+    )
     return ActivateOut(factor_id=factor.factor_id, status=factor.status.value)
 
 
@@ -98,7 +117,14 @@ def list_factors(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> lis
 
 @router.delete("/{user_id}/factors/{factor_id}", status_code=204)
 async def delete_factor(
-    user_id: UserIdPath, factor_id: FactorIdPath, c: ContainerDep, _: ApplicationDep
+    user_id: UserIdPath,
+    factor_id: FactorIdPath,
+    request: Request,
+    c: ContainerDep,
+    app: ApplicationDep,
 ) -> Response:
-    await run_in_threadpool(c.enrollment.delete_factor, user_id=user_id, factor_id=factor_id)
+    context = RequestContext(user_agent=request.headers.get("user-agent"), application=app)
+    await run_in_threadpool(
+        c.enrollment.delete_factor, user_id=user_id, factor_id=factor_id, context=context
+    )
     return Response(status_code=204)

@@ -1,0 +1,111 @@
+"""Recording and reading the audit trail: who did what to a user's MFA, from which application.
+
+Rows are append-only (`AuditLog`). They hold ids, counts and outcomes: never a code, a secret,
+a token or a phone number. `details` keys that sound like one are dropped before writing, so a
+careless caller cannot leak one into the trail.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from mfa_pipeline.domain.audit import AuditEvent
+from mfa_pipeline.domain.errors import UnavailableError
+
+if TYPE_CHECKING:
+    from mfa_pipeline.domain.challenges import RequestContext
+    from mfa_pipeline.ports import AuditLog, Clock
+
+log = structlog.get_logger(__name__)
+
+# Event names (past tense, constant): the values the `event` column holds.
+FACTOR_ENROLLED = "factor_enrolled"
+FACTOR_ACTIVATED = "factor_activated"
+FACTOR_REMOVED = "factor_removed"
+CHALLENGE_VERIFIED = "challenge_verified"
+CHALLENGE_FAILED = "challenge_failed"  # a wrong code: one attempt used
+CHALLENGE_LOCKED = "challenge_locked"
+CHALLENGE_EXPIRED = "challenge_expired"
+DELIVERY_FAILED = "delivery_failed"
+MFA_RESET = "mfa_reset"
+POLICY_CHANGED = "policy_changed"
+
+MAX_PAGE = 200
+_FORBIDDEN_DETAIL_WORDS = ("code", "secret", "token", "phone", "number", "password", "key")
+
+
+def _safe_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    if not details:
+        return {}
+    safe: dict[str, Any] = {}
+    for key, value in details.items():
+        lowered = key.lower()
+        if any(word in lowered for word in _FORBIDDEN_DETAIL_WORDS) and not lowered.endswith(
+            ("_count", "_id", "_ids", "error_code")
+        ):
+            log.warning("audit_detail_dropped", detail=key)
+            continue
+        if value is None or isinstance(value, (bool, int, float, str)):
+            safe[key] = value
+        elif isinstance(value, (list, tuple)):
+            safe[key] = [str(v) for v in value]
+    return safe
+
+
+class Auditor:
+    """Writes audit rows with the request's application, IP and user agent, and reads them."""
+
+    def __init__(self, *, log: AuditLog, clock: Clock) -> None:
+        self._log = log
+        self._clock = clock
+
+    def record(
+        self,
+        event: str,
+        *,
+        user_id: str | None,
+        outcome: str,
+        context: RequestContext | None = None,
+        application: str | None = None,
+        actor_id: str | None = None,
+        firm_id: str | None = None,
+        factor: str | None = None,
+        factor_id: str | None = None,
+        challenge_id: str | None = None,
+        details: dict[str, Any] | None = None,
+        best_effort: bool = False,
+    ) -> None:
+        """Append one row. `best_effort` rows (login outcomes) never fail the caller's answer.
+
+        A login whose code was accepted must not turn into a 503 because the trail's database
+        blinked; the miss is logged instead. Administrative changes write strictly.
+        """
+        row = AuditEvent(
+            event=event,
+            created_at=self._clock.now(),
+            user_id=user_id,
+            firm_id=firm_id,
+            actor_id=actor_id,
+            application=application or (context.application if context else None),
+            outcome=outcome,
+            factor=factor,
+            factor_id=factor_id,
+            challenge_id=challenge_id,
+            ip=context.ip if context else None,
+            user_agent=context.user_agent if context else None,
+            details=_safe_details(details),
+        )
+        try:
+            self._log.record(row)
+        except UnavailableError:
+            if not best_effort:
+                raise
+            log.warning("audit_write_failed", audit_event=event, user_id=user_id)
+
+    def for_user(
+        self, *, user_id: str, limit: int = 50, before: int | None = None
+    ) -> list[AuditEvent]:
+        """Newest first; `before` is the `id` of the last row of the previous page."""
+        return self._log.for_user(user_id, limit=max(1, min(limit, MAX_PAGE)), before_id=before)
