@@ -1,9 +1,12 @@
 """HTTP load on `POST /v1/challenges`: closed-loop bursts and an open-loop paced schedule.
 
-aiohttp on one event loop with keep-alive connections: the client shares the machine's cores
-with the service, and aiohttp costs about half of what httpx does per request. Bodies are
-serialized before the clock starts. Times are `time.monotonic()`, the clock the fake Twilio
-stamps messages with, so client and provider times compare directly.
+The client shares the machine's cores with the service, so it must cost little. Closed-loop
+bursts use a minimal HTTP/1.1 client: one keep-alive connection per lane, each request a
+prebuilt byte string, each answer read by its Content-Length (about a tenth of aiohttp's CPU
+per request here, so that a 1,000/s run leaves the cores to the service). The paced schedule,
+at a hundred requests a second, uses aiohttp. Bodies are serialized before the clock starts.
+Times are `time.monotonic()`, the clock the fake Twilio stamps messages with, so client and
+provider times compare directly.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import aiohttp
+from yarl import URL
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -115,15 +119,87 @@ class ApiClient:
         return list(await asyncio.gather(*tasks))
 
 
+class _Lane:
+    """One keep-alive HTTP/1.1 connection that posts prebuilt requests, one at a time."""
+
+    def __init__(self, url: URL, api_key: str) -> None:
+        self._host = url.host or "127.0.0.1"
+        self._port = url.port or 80
+        self._head = (
+            f"POST {url.path.rstrip('/')}{CHALLENGES} HTTP/1.1\r\n"
+            f"Host: {self._host}:{self._port}\r\n"
+            f"Authorization: Bearer {api_key}\r\n"
+            "Content-Type: application/json\r\n"
+        ).encode()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _connected(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        return self._reader, self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def post(self, index: int, body: bytes) -> Call:
+        sent = time.monotonic()
+        try:
+            reader, writer = await self._connected()
+            writer.write(self._head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+            raw = await reader.readexactly(int(headers.get("content-length", "0")))
+            if headers.get("connection") == "close":
+                self.close()
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            self.close()
+            return Call(index, sent, sent, time.monotonic(), 0, type(exc).__name__)
+        answered = time.monotonic()
+        try:
+            answer = json.loads(raw)
+            outcome = answer["status"] if status < 300 else answer["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            outcome = "unreadable"
+        return Call(index, sent, sent, answered, status, str(outcome))
+
+
+async def raw_burst(
+    url: str,
+    api_key: str,
+    bodies: Sequence[bytes],
+    concurrency: int,
+    deadline: float | None = None,
+) -> list[Call]:
+    """Closed loop on `_Lane`s: `concurrency` requests in flight until bodies or time run out."""
+    calls: list[Call] = []
+    cursor = iter(enumerate(bodies))
+    lanes = [_Lane(URL(url), api_key) for _ in range(concurrency)]
+
+    async def run(lane: _Lane) -> None:
+        for index, body in cursor:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            calls.append(await lane.post(index, body))
+
+    try:
+        await asyncio.gather(*(run(lane) for lane in lanes))
+    finally:
+        for lane in lanes:
+            lane.close()
+    calls.sort(key=lambda call: call.index)
+    return calls
+
+
 def run_burst(
     url: str, api_key: str, bodies: Sequence[bytes], concurrency: int, seconds: float | None = None
 ) -> list[Call]:
-    async def go() -> list[Call]:
-        async with ApiClient(url, api_key) as client:
-            deadline = None if seconds is None else time.monotonic() + seconds
-            return await client.burst(bodies, concurrency, deadline)
-
-    return asyncio.run(go())
+    deadline = None if seconds is None else time.monotonic() + seconds
+    return asyncio.run(raw_burst(url, api_key, bodies, concurrency, deadline))
 
 
 def run_paced(url: str, api_key: str, bodies: Sequence[bytes], rate: float) -> list[Call]:

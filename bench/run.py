@@ -68,7 +68,7 @@ class Plan:
     idle_rate: float = 25.0  # the same measurement well below capacity: latency without a queue
     idle_seconds: float = 4.0
     totp_create: int = 1000
-    totp_users: int = 4000  # per API configuration; each verifies once
+    totp_users: int = 12000  # per API configuration; each verifies once
     totp_seconds: float = 10.0  # verification stops early if users remain (reported)
     totp_concurrency: int = 32
     api_workers: Sequence[int] = (1, 2)
@@ -86,7 +86,7 @@ class Plan:
             latency_seconds=5.0,
             idle_seconds=2.0,
             totp_create=300,
-            totp_users=1500,
+            totp_users=4000,
             totp_seconds=4.0,
         )
 

@@ -79,6 +79,7 @@ class Container:
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.auditor.flush()
         self.redis.close()
 
 
@@ -186,7 +187,7 @@ def bootstrap(
     backup_code_repo = SqlBackupCodeRepository(engine)
     trusted_session_repo = SqlTrustedSessionRepository(engine)
     audit_log = SqlAuditLog(engine)
-    auditor = Auditor(log=audit_log, clock=clock)
+    auditor = Auditor(log=audit_log, clock=clock, batch_seconds=settings.audit_batch_seconds)
     policies = SqlPolicyRepository(engine)
     policy_service = PolicyService(
         policies=policies,
@@ -195,6 +196,7 @@ def bootstrap(
         clock=clock,
         sms_allowed_regions=settings.sms_allowed_regions,
         sms_denied_regions=settings.sms_denied_regions,
+        cache_seconds=settings.policy_cache_seconds,
     )
     backup_code_service = BackupCodeService(
         codes=backup_code_repo,

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     sms_retry_backoff_seconds: float = Field(default=2.0, ge=0)
     sms_retry_backoff_max_seconds: float = Field(default=60.0, ge=0)
 
+    # Login outcomes reach the audit table in batches at most this old (0: one INSERT each).
+    audit_batch_seconds: float = Field(default=0.05, ge=0, le=5)
+    # A firm's policy is re-read at most this long after another process changed it.
+    policy_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+
     max_body_bytes: int = Field(default=16384, ge=1024)
     long_poll_max_seconds: int = Field(default=30, ge=0, le=30)
 

@@ -142,6 +142,10 @@ class FactorRepository(abc.ABC):
     def list_factors(self, user_id: str) -> list[Factor]: ...
 
     @abc.abstractmethod
+    def get_user_with_factors(self, user_id: str) -> tuple[User | None, list[Factor]]:
+        """The user and their factors in one read: what every login needs first."""
+
+    @abc.abstractmethod
     def activate_factor(self, user_id: str, factor_id: str, *, now: float) -> bool:
         """Pending → active; False when it was not pending."""
 
@@ -235,6 +239,10 @@ class AuditLog(abc.ABC):
 
     @abc.abstractmethod
     def record(self, event: AuditEvent) -> None: ...
+
+    @abc.abstractmethod
+    def record_many(self, events: Sequence[AuditEvent]) -> None:
+        """Append several rows in one transaction (group commit of login outcomes)."""
 
     @abc.abstractmethod
     def for_user(

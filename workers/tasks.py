@@ -48,7 +48,14 @@ def register(app: Celery) -> None:
         # Connect to Redis and SQL when a pool process starts, not on its first delivery.
         container_for(app)
 
+    def flush_audit(**_: Any) -> None:
+        # Pool processes leave without running atexit: write their batched audit rows first.
+        container = _containers.get(id(app))
+        if container is not None:
+            container.auditor.flush()
+
     signals.worker_process_init.connect(warm_up, weak=False)
+    signals.worker_process_shutdown.connect(flush_audit, weak=False)
 
     @app.task(
         name=DELIVER_SMS,

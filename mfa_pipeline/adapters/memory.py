@@ -46,6 +46,9 @@ class InMemoryFactorRepository(FactorRepository):
             found = [f for f in self._factors.values() if f.user_id == user_id]
             return sorted(found, key=lambda f: (f.created_at, f.factor_id))
 
+    def get_user_with_factors(self, user_id: str) -> tuple[User | None, list[Factor]]:
+        return self.get_user(user_id), self.list_factors(user_id)
+
     def activate_factor(self, user_id: str, factor_id: str, *, now: float) -> bool:
         with self._lock:
             factor = self._factors.get(factor_id)

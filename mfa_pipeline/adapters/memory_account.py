@@ -161,6 +161,10 @@ class InMemoryAuditLog(AuditLog):
         with self._lock:
             self._events.append(replace(event, id=len(self._events) + 1))
 
+    def record_many(self, events: Sequence[AuditEvent]) -> None:
+        for event in events:
+            self.record(event)
+
     def for_user(
         self, user_id: str, *, limit: int = 100, before_id: int | None = None
     ) -> list[AuditEvent]:

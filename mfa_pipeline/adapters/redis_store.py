@@ -319,12 +319,34 @@ class RedisRateLimiter(RateLimiter):
 
     @translate_redis_errors
     def hit_many(self, hits: Sequence[tuple[str, RateLimit]], *, now: float) -> list[float]:  # noqa: ARG002 - Redis keeps the window
-        """All counters in one pipelined round trip (they may live in different cluster slots)."""
-        pipe = self._redis.pipeline(transaction=False)
-        for key, limit in hits:
-            self._hit(
-                keys=[self._keys.rate(key)],
-                args=[limit.count, _ms(limit.window_seconds)],
-                client=pipe,
-            )
-        return [int(wait_ms) / 1000 for wait_ms in pipe.execute()]
+        """All counters in one pipelined round trip (they may live in different cluster slots).
+
+        EVALSHA straight away: redis-py's pipelined scripts ask SCRIPT EXISTS first, one more
+        round trip on every login. A server that lost its scripts (restart, flush) answers
+        NOSCRIPT for the hits not counted; only those are loaded and sent again.
+        """
+        waits: list[float | None] = [None] * len(hits)
+        pending = list(range(len(hits)))
+        for _ in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for index in pending:
+                key, limit = hits[index]
+                pipe.evalsha(
+                    self._hit.sha, 1, self._keys.rate(key), limit.count, _ms(limit.window_seconds)
+                )
+            missing: list[int] = []
+            for index, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    missing.append(index)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    waits[index] = int(reply) / 1000
+            if not missing:
+                break
+            self._redis.script_load(self._hit.script)
+            pending = missing
+        if any(wait is None for wait in waits):
+            msg = "Redis refused the rate-limit script."
+            raise redis.exceptions.ResponseError(msg)
+        return [wait or 0.0 for wait in waits]

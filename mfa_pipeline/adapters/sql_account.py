@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 class _Sql:
     def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def _session(self) -> Session:
@@ -40,6 +41,10 @@ class _Sql:
     def _rowcount(self, statement: sa.Executable) -> int:
         with self._session() as session, session.begin():
             return int(getattr(session.execute(statement), "rowcount", 0))
+
+
+_POLICY = cast("sa.Table", FirmPolicyRow.__table__)
+_AUDIT = cast("sa.Table", AuditEventRow.__table__)
 
 
 class SqlBackupCodeRepository(_Sql, BackupCodeRepository):
@@ -164,8 +169,9 @@ class SqlTrustedSessionRepository(_Sql, TrustedSessionRepository):
 class SqlPolicyRepository(_Sql, PolicyRepository):
     @translate_db_errors
     def get(self, firm_id: str) -> FirmPolicy | None:
-        with self._session() as session:
-            row = session.get(FirmPolicyRow, firm_id)
+        # Core: every login of a firm user reads its policy.
+        with self._engine.connect() as connection:
+            row = connection.execute(_POLICY.select().where(_POLICY.c.firm_id == firm_id)).first()
             if row is None:
                 return None
             allowed = frozenset(FactorType(f) for f in row.allowed_factors.split(",") if f)
@@ -191,27 +197,36 @@ class SqlPolicyRepository(_Sql, PolicyRepository):
             )
 
 
+def _audit_row(event: AuditEvent) -> dict[str, object]:
+    return {
+        "user_id": event.user_id,
+        "firm_id": event.firm_id,
+        "actor_id": event.actor_id,
+        "application": event.application,
+        "event": event.event,
+        "outcome": event.outcome,
+        "factor": event.factor,
+        "factor_id": event.factor_id,
+        "challenge_id": event.challenge_id,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "details": json.dumps(event.details) if event.details else None,
+        "created_at": event.created_at,
+    }
+
+
 class SqlAuditLog(_Sql, AuditLog):
     @translate_db_errors
     def record(self, event: AuditEvent) -> None:
-        with self._session() as session, session.begin():
-            session.add(
-                AuditEventRow(
-                    user_id=event.user_id,
-                    firm_id=event.firm_id,
-                    actor_id=event.actor_id,
-                    application=event.application,
-                    event=event.event,
-                    outcome=event.outcome,
-                    factor=event.factor,
-                    factor_id=event.factor_id,
-                    challenge_id=event.challenge_id,
-                    ip=event.ip,
-                    user_agent=event.user_agent,
-                    details=json.dumps(event.details) if event.details else None,
-                    created_at=event.created_at,
-                )
-            )
+        self.record_many([event])
+
+    @translate_db_errors
+    def record_many(self, events: Sequence[AuditEvent]) -> None:
+        # Core INSERT (executemany): login outcomes are written in batches on the hot path.
+        if not events:
+            return
+        with self._engine.begin() as connection:
+            connection.execute(_AUDIT.insert(), [_audit_row(e) for e in events])
 
     @translate_db_errors
     def for_user(

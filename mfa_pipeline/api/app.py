@@ -47,6 +47,7 @@ def create_app(container: Container) -> FastAPI:
             yield
         finally:
             await watcher.stop()
+            container.auditor.flush()
 
     app = FastAPI(
         title="mfa-pipeline",

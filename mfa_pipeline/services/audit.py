@@ -7,6 +7,10 @@ careless caller cannot leak one into the trail.
 
 from __future__ import annotations
 
+import atexit
+import os
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -54,12 +58,77 @@ def _safe_details(details: dict[str, Any] | None) -> dict[str, Any]:
     return safe
 
 
+class AuditBatcher:
+    """Group commit of best-effort rows: one INSERT per batch instead of one per login.
+
+    A row waits at most `seconds` (a reader of the trail in this process flushes first, and so
+    does a clean exit). What a crash can lose is that much of login outcomes, which are
+    best-effort already; enrollment, reset and policy rows never wait here. The flushing
+    thread starts on first use, so a process forked after building this gets its own.
+    """
+
+    def __init__(self, log: AuditLog, *, seconds: float, max_pending: int = 10_000) -> None:
+        self._log = log
+        self._seconds = seconds
+        self._max_pending = max_pending
+        self._pending: list[AuditEvent] = []
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._wake = threading.Event()
+        self._owner = 0  # pid whose thread flushes
+        self._closed = False
+        atexit.register(self.close)
+
+    def add(self, row: AuditEvent) -> None:
+        with self._lock:
+            if self._owner != os.getpid():
+                self._owner = os.getpid()
+                self._pending = []
+                threading.Thread(target=self._run, name="audit-batcher", daemon=True).start()
+            self._pending.append(row)
+            full = len(self._pending) >= self._max_pending
+        if full:
+            self.flush()  # a stalled database must not grow the backlog without bound
+        else:
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._flushing:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                self._log.record_many(batch)
+            except UnavailableError:
+                log.warning("audit_write_failed", rows=len(batch))
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            self._flush_after_pause()
+
+    def _flush_after_pause(self) -> None:
+        time.sleep(self._seconds)
+        try:
+            self.flush()
+        except Exception:
+            log.exception("audit_batch_failed")
+
+
 class Auditor:
     """Writes audit rows with the request's application, IP and user agent, and reads them."""
 
-    def __init__(self, *, log: AuditLog, clock: Clock) -> None:
+    def __init__(self, *, log: AuditLog, clock: Clock, batch_seconds: float = 0.0) -> None:
         self._log = log
         self._clock = clock
+        self._batcher = AuditBatcher(log, seconds=batch_seconds) if batch_seconds > 0 else None
 
     def record(
         self,
@@ -97,6 +166,9 @@ class Auditor:
             user_agent=context.user_agent if context else None,
             details=_safe_details(details),
         )
+        if best_effort and self._batcher is not None:
+            self._batcher.add(row)
+            return
         try:
             self._log.record(row)
         except UnavailableError:
@@ -108,4 +180,10 @@ class Auditor:
         self, *, user_id: str, limit: int = 50, before: int | None = None
     ) -> list[AuditEvent]:
         """Newest first; `before` is the `id` of the last row of the previous page."""
+        self.flush()
         return self._log.for_user(user_id, limit=max(1, min(limit, MAX_PAGE)), before_id=before)
+
+    def flush(self) -> None:
+        """Write the rows still waiting in the batch (before a read, and at shutdown)."""
+        if self._batcher is not None:
+            self._batcher.flush()

@@ -156,11 +156,11 @@ class ChallengeService:
             return self._issue_backup_code(user_id, context, code)
         normalized = normalize_code(code) if code is not None else None
         now = self._clock.now()
-        factors = self._factors.list_factors(user_id)
-        if not factors and self._factors.get_user(user_id) is None:
+        user, factors = self._factors.get_user_with_factors(user_id)
+        if user is None:
             raise NotFoundError("No such user.")
         if self._policies is not None:
-            factors = self._policies.filter_for_challenge(user_id, factors, factor, factor_id)
+            factors = self._policies.filter_for_challenge(user, factors, factor, factor_id)
         chosen = self._choose_factor(factors, factor, factor_id)
         if normalized is not None and chosen.type is not FactorType.TOTP:
             raise InvalidRequestError(

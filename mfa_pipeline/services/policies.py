@@ -42,6 +42,9 @@ _NAMES = {
 }
 
 
+_POLICY_CACHE_ENTRIES = 10_000
+
+
 def _regions(values: Iterable[str]) -> frozenset[str]:
     return frozenset(v.strip().upper() for v in values if v.strip())
 
@@ -56,8 +59,13 @@ class PolicyService:
         clock: Clock,
         sms_allowed_regions: Iterable[str] = (),
         sms_denied_regions: Iterable[str] = (),
+        cache_seconds: float = 0.0,
     ) -> None:
         self._policies = policies
+        # Every login of a firm's user reads the firm's policy; it changes a few times a year.
+        # Kept per process for `cache_seconds`, dropped here at once on `put`.
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, FirmPolicy]] = {}
         self._factors = factors
         self._auditor = auditor
         self._clock = clock
@@ -68,7 +76,17 @@ class PolicyService:
 
     def get(self, *, firm_id: str) -> FirmPolicy:
         """The firm's policy; a firm that never set one requires nothing and allows everything."""
-        return self._policies.get(firm_id) or FirmPolicy(firm_id=firm_id)
+        if self._cache_seconds <= 0:
+            return self._policies.get(firm_id) or FirmPolicy(firm_id=firm_id)
+        now = self._clock.now()
+        cached = self._cache.get(firm_id)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        policy = self._policies.get(firm_id) or FirmPolicy(firm_id=firm_id)
+        if len(self._cache) >= _POLICY_CACHE_ENTRIES:
+            self._cache.clear()
+        self._cache[firm_id] = (now, policy)
+        return policy
 
     def put(
         self,
@@ -96,7 +114,9 @@ class PolicyService:
             raise ActorMfaRequiredError(
                 "Enable MFA on your own account before changing your firm's MFA policy."
             )
+        self._cache.pop(firm_id, None)  # the previous policy as stored, and none cached after
         previous = self.get(firm_id=firm_id)
+        self._cache.pop(firm_id, None)
         policy = FirmPolicy(
             firm_id=firm_id,
             require_mfa=require_mfa,
@@ -160,13 +180,12 @@ class PolicyService:
 
     def filter_for_challenge(
         self,
-        user_id: str,
+        user: User,
         factors: list[Factor],
         requested: RequestedFactor,
         factor_id: str | None,
     ) -> list[Factor]:
         """Factors a login may use: an explicit disallowed choice is refused, `auto` skips it."""
-        user = self._factors.get_user(user_id)
         policy = self.for_user(user)
         if not policy.allowed_factors:
             return factors

@@ -1016,3 +1016,15 @@ def test_a_challenge_and_its_shard_index_share_one_cluster_slot(
         assert key_slot(store.keys.challenge(cid).encode()) == key_slot(
             store.keys.due(shard).encode()
         )
+
+
+def test_the_redis_limiter_counts_each_hit_once_when_the_server_lost_its_scripts(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    limiter = RedisRateLimiter(redis_client, prefix=key_prefix)
+    limit = RateLimit(2, 600)
+    assert limiter.hit_many([("cu:alice", limit), ("ci:203.0.113.9", limit)], now=T0) == [0, 0]
+    redis_client.script_flush()  # a restarted or flushed server: EVALSHA answers NOSCRIPT
+    assert limiter.hit_many([("cu:alice", limit), ("ci:203.0.113.9", limit)], now=T0) == [0, 0]
+    waits = limiter.hit_many([("cu:alice", limit), ("ci:203.0.113.9", limit)], now=T0)
+    assert all(0 < wait <= 600 for wait in waits)

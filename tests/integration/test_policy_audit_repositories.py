@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -197,3 +198,27 @@ def test_stored_secrets_are_walked_in_batches_and_replaced_only_where_unchanged(
     assert rewritten is not None
     assert rewritten.phone_ciphertext == "P"
     assert factors.get_factor("alice", "f_0001") == _factor(1, secret="s1")  # left alone
+
+
+def test_batched_login_outcomes_are_written_together_and_read_after_a_flush(
+    repos: Repos,
+) -> None:
+    auditor = Auditor(log=repos.audit, clock=FrozenClock(1000.0), batch_seconds=30)
+    auditor.record("challenge_verified", user_id="alice", outcome="verified", best_effort=True)
+    auditor.record("policy_changed", user_id="alice", outcome="ok")  # written at once
+    assert [e.event for e in repos.audit.for_user("alice")] == ["policy_changed"]
+    # A reader of the trail through the service flushes the batch first.
+    assert [e.event for e in auditor.for_user(user_id="alice")] == [
+        "challenge_verified",
+        "policy_changed",
+    ]
+
+
+def test_the_batch_is_written_by_its_thread_within_the_batch_time(repos: Repos) -> None:
+    auditor = Auditor(log=repos.audit, clock=FrozenClock(1000.0), batch_seconds=0.05)
+    for n in range(20):
+        auditor.record("challenge_failed", user_id="bob", outcome=f"o{n}", best_effort=True)
+    deadline = time.monotonic() + 5
+    while len(repos.audit.for_user("bob")) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(repos.audit.for_user("bob")) == 20

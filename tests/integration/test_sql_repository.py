@@ -81,6 +81,19 @@ def test_upserting_a_user_twice_keeps_one_record_with_the_new_firm(repo: FactorR
 
 def test_an_unknown_user_is_none(repo: FactorRepository) -> None:
     assert repo.get_user("nobody") is None
+    assert repo.get_user_with_factors("nobody") == (None, [])
+
+
+def test_a_user_and_their_factors_come_in_one_read(repo: FactorRepository) -> None:
+    user = repo.upsert_user("alice", firm_id="firm-a", now=1.0)
+    assert repo.get_user_with_factors("alice") == (user, [])
+    repo.upsert_user("bob", firm_id=None, now=1.0)
+    later = a_factor("alice", created_at=20.0)
+    earlier = a_factor("alice", FactorType.SMS, created_at=10.0, phone_ciphertext="v1.x.y")
+    repo.add_factor(later)
+    repo.add_factor(earlier)
+    repo.add_factor(a_factor("bob"))
+    assert repo.get_user_with_factors("alice") == (user, [earlier, later])
 
 
 def test_a_factor_round_trips_with_every_field(repo: FactorRepository) -> None:
