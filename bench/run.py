@@ -21,7 +21,7 @@ import pyotp
 import redis
 
 from bench import noop
-from bench.load import Call, encode, run_burst, run_paced
+from bench.client import Call, encode, run_burst, run_paced
 from bench.report import (
     fmt_cores,
     fmt_ms,
