@@ -347,6 +347,10 @@ class ChallengeService:
 
     def _check_code(self, challenge: Challenge, code: str, now: float) -> None:
         if challenge.factor is FactorType.SMS:
+            # A code already sent must die with its factor: after an administrator's reset or
+            # a removal, the phone that received it is no longer trusted.
+            if self._factors.get_factor(challenge.user_id, challenge.factor_id or "") is None:
+                raise FactorNotEnrolledError("The challenge's factor was removed.")
             self._verifier.check_sms(challenge, code, now=now)
             return
         if challenge.factor is FactorType.BACKUP_CODE:

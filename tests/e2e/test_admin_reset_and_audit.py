@@ -131,6 +131,28 @@ def test_a_reset_by_an_administrator_of_another_firm_is_forbidden_and_changes_no
     assert all(e["event"] != "mfa_reset" for e in trail(api, user_id))
 
 
+def test_an_sms_code_sent_before_a_reset_no_longer_verifies(
+    api: httpx.Client, fake_twilio: FakeTwilio
+) -> None:
+    admin_id = make_user(api)
+    user_id = make_user(api)
+    sms_factor = enroll_sms(api, fake_twilio, user_id)
+    sent_before = len(fake_twilio.messages)
+    created = api.post(
+        "/v1/challenges", json={"user_id": user_id, "factor": "sms", "factor_id": sms_factor}
+    )
+    assert created.status_code == 201, created.text
+    code = last_code(fake_twilio, sent_before + 1)  # the phone (maybe stolen) has the code
+    reset = api.delete(f"/v1/users/{user_id}/mfa", params={"actor_id": admin_id})
+    assert reset.status_code == 200, reset.text
+
+    challenge_id = created.json()["challenge_id"]
+    refused = api.post(f"/v1/challenges/{challenge_id}/verify", json={"code": code})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "factor_not_enrolled"
+    assert api.get(f"/v1/challenges/{challenge_id}").json()["status"] == "pending"
+
+
 def test_a_reset_needs_an_actor_and_a_known_user(api: httpx.Client) -> None:
     admin_id = make_user(api)
     assert api.delete(f"/v1/users/{admin_id}/mfa").status_code == 422
