@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pyotp
 
+from bench import push as push_bench
 from bench.client import run_burst
 from bench.run import await_deliveries, sms_bodies
 from bench.seed import Seeder
@@ -72,7 +73,6 @@ class Run:
     started: float
     lost: int
     duplicated: int
-    push_available: bool
     burst_per_s: float | None = None
     burst_depths: list[tuple[float, dict[str, int]]] = field(default_factory=list)
 
@@ -200,6 +200,8 @@ async def drive(
         url, headers=headers, connector=connector, timeout=timeout
     ) as s:
         driver = Driver(s, messages, totp_users, sms_users)
+        push_users = iter(await push_bench.register(s, counts["push"]))
+        pushes = push_bench.Pushes(stack, loop)
         start = time.monotonic() + 0.2
         logins = [Login(kind, start + i / rate) for i, kind in enumerate(kinds)]
 
@@ -215,7 +217,10 @@ async def drive(
                 elif login.kind == "sms":
                     await driver.sms(login, deliver_timeout=drain)
                 else:
-                    login.outcome = "skipped"  # push: see `PushDriver` when available
+                    record = push_bench.PushLogin(login.due)
+                    await push_bench.login(s, pushes, next(push_users), record)
+                    login.outcome = record.outcome
+                    login.steps.update(record.steps)
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
                 login.outcome = type(exc).__name__
             login.done_at = time.monotonic()
@@ -229,6 +234,7 @@ async def drive(
             tasks.append(asyncio.create_task(one(login)))
         await asyncio.wait(tasks, timeout=drain + 5)
         sampler.cancel()
+        pushes.close()
     return logins, depths, start, messages, driver, sms_users[counts["sms"] + 1 :]
 
 
@@ -285,7 +291,7 @@ def run_once(workers: int, kinds: Sequence[str], rate: float, drain: float, burs
         messages.close()
         lost = sum(1 for phone in driver.sms_created if messages.count[phone] == 0)
         duplicated = sum(1 for phone in driver.sms_created if messages.count[phone] > 1)
-        run = Run(workers, logins, depths, started, lost, duplicated, push_available=False)
+        run = Run(workers, logins, depths, started, lost, duplicated)
         if burst:
             run.burst_per_s, run.burst_depths, lost, duplicated = capacity_burst(
                 stack, url, burst_users
@@ -350,7 +356,7 @@ def plot(runs: Sequence[Run], path: Path) -> None:
             points = [
                 (x.due - run.started, 1000 * ((x.done_at or x.due) - x.due))
                 for x in run.logins
-                if x.kind == kind and x.done_at is not None and x.outcome != "skipped"
+                if x.kind == kind and x.done_at is not None
             ]
             if points:
                 xs, ys = zip(*points, strict=True)

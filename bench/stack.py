@@ -27,6 +27,7 @@ from mfa_pipeline.bootstrap import bootstrap
 from mfa_pipeline.config import Settings
 from mfa_pipeline.embedded import EmbeddedRedis, free_port
 from mfa_pipeline.migrations import upgrade
+from tests.fakes.fake_fcm import FakeFcm
 from tests.fakes.fake_twilio import FakeTwilio
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ class Stack:
     workdir: Path
     redis: EmbeddedRedis
     twilio: FakeTwilio
+    fcm: FakeFcm
     env: dict[str, str]
     settings: Settings
     container: Container
@@ -144,26 +146,36 @@ class Stack:
         workdir = Path(tempfile.mkdtemp(prefix="mfa-bench-"))
         redis = EmbeddedRedis(workdir, persist=False, binary=shutil.which("redis-server"))
         twilio = FakeTwilio(TWILIO_SID, TWILIO_TOKEN)
+        fcm = FakeFcm()
         try:
             redis.start()
             twilio.start()
+            fcm.start()
             env = service_environment(workdir, redis.url, twilio.url)
+            account = fcm.write_service_account(workdir / "fcm-service-account.json")
+            env |= {
+                "MFA_PUSH_PROVIDER": "fcm",
+                "MFA_FCM_SERVICE_ACCOUNT_FILE": str(account),
+                "MFA_FCM_API_BASE_URL": fcm.url,
+            }
             settings = Settings(**{k.removeprefix("MFA_").lower(): v for k, v in env.items()})  # type: ignore[arg-type]
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             upgrade(settings.effective_database_url)
             container = bootstrap(settings)
         except BaseException:
+            fcm.stop()
             twilio.stop()
             redis.stop()
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return cls(workdir, redis, twilio, env, settings, container)
+        return cls(workdir, redis, twilio, fcm, env, settings, container)
 
     def close(self) -> None:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
         self.container.close()
+        self.fcm.stop()
         self.twilio.stop()
         self.redis.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -222,13 +234,13 @@ class Stack:
                         return child, url
                 time.sleep(0.1)
 
-    def start_worker(self, pool: str, concurrency: int) -> Child:
-        """`mfa-pipeline worker` for the `sms` queue; the caller warms it up with real work."""
+    def start_worker(self, pool: str, concurrency: int, queues: str = "sms") -> Child:
+        """`mfa-pipeline worker` for `queues`; the caller warms it up with real work."""
         argv = [
             *_cli(),
             "worker",
             "--queues",
-            "sms",
+            queues,
             "--concurrency",
             str(concurrency),
             "--pool",
@@ -284,4 +296,9 @@ def service_environment(workdir: Path, redis_url: str, twilio_url: str) -> dict[
         "MFA_LIMIT_CHALLENGES_PER_IP": UNLIMITED,
         "MFA_LIMIT_VERIFICATIONS_PER_USER": UNLIMITED,
         "MFA_LIMIT_VERIFICATIONS_PER_IP": UNLIMITED,
+        # The bench texts one number thousands of times a minute: pumping limits off.
+        "MFA_SMS_LIMIT_PER_NUMBER": UNLIMITED,
+        "MFA_SMS_LIMIT_PER_PREFIX": UNLIMITED,
+        "MFA_SMS_LIMIT_PER_COUNTRY": UNLIMITED,
+        "MFA_SMS_BREAKER_PER_MINUTE": "100000000",
     }

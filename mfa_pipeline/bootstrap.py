@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, parse_keys
-from mfa_pipeline.adapters.redis_store import RedisChallengeStore, RedisRateLimiter
+from mfa_pipeline.adapters.prometheus_metrics import CeleryQueueDepths, PrometheusMetrics
+from mfa_pipeline.adapters.push_guard import RedisPushGuard
+from mfa_pipeline.adapters.redis_store import (
+    RedisChallengeStore,
+    RedisClient,
+    RedisRateLimiter,
+)
+from mfa_pipeline.adapters.sms_spend import RedisSmsSpendGuard
 from mfa_pipeline.adapters.sql_account import (
     SqlAuditLog,
     SqlBackupCodeRepository,
@@ -18,21 +26,27 @@ from mfa_pipeline.adapters.sql_account import (
 )
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.adapters.sql_secrets import SqlSecretRotationRepository
+from mfa_pipeline.adapters.webhook_verifiers import NullWebhookVerifier, TwilioWebhookVerifier
 from mfa_pipeline.clock import SystemClock
-from mfa_pipeline.config import Settings, SmsProvider
+from mfa_pipeline.config import PushProvider, Settings, SmsProvider
 from mfa_pipeline.devkeys import ConfigurationError, with_dev_keys
 from mfa_pipeline.domain.challenges import Lifetimes
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.domain.rules import ChallengeRules
+from mfa_pipeline.domain.sms_spend import SmsSpendLimits
 from mfa_pipeline.services.admin import AdminService
 from mfa_pipeline.services.audit import Auditor
 from mfa_pipeline.services.backup_codes import BackupCodeService
 from mfa_pipeline.services.challenges import ChallengeService
 from mfa_pipeline.services.delivery import SmsDeliveryService
+from mfa_pipeline.services.delivery_status import DeliveryStatusService
 from mfa_pipeline.services.enrollment import EnrollmentService
 from mfa_pipeline.services.policies import PolicyService
+from mfa_pipeline.services.push import PushAnswers, PushDeliveryService, PushDevices
+from mfa_pipeline.services.sms_spend import SmsSendGate
 from mfa_pipeline.services.sweeps import SweepService
 from mfa_pipeline.services.trusted_sessions import TrustedSessionService
+from mfa_pipeline.services.webhooks import ResultWebhooks
 
 if TYPE_CHECKING:
     from mfa_pipeline.ports import (
@@ -42,11 +56,14 @@ if TYPE_CHECKING:
         Clock,
         EventPublisher,
         FactorRepository,
+        Metrics,
         PolicyRepository,
+        PushSender,
         RateLimiter,
         SecretBox,
         SmsSender,
         TrustedSessionRepository,
+        WebhookVerifier,
     )
 
 
@@ -56,7 +73,7 @@ class Container:
 
     settings: Settings
     clock: Clock
-    redis: redis.Redis
+    redis: RedisClient
     store: ChallengeStore
     limiter: RateLimiter
     factors: FactorRepository
@@ -76,6 +93,12 @@ class Container:
     auditor: Auditor
     policy_service: PolicyService
     admin: AdminService
+    push_devices: PushDevices
+    push_delivery: PushDeliveryService
+    push_answers: PushAnswers
+    webhooks: ResultWebhooks | None
+    delivery_status: DeliveryStatusService
+    metrics: Metrics
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -99,6 +122,16 @@ def rules_from(settings: Settings) -> ChallengeRules:
         verifications_per_ip=RateLimit.parse(settings.limit_verifications_per_ip),
         sms_max_retries=settings.sms_max_retries,
         totp_issuer=settings.totp_issuer,
+    )
+
+
+def sms_spend_limits(settings: Settings) -> SmsSpendLimits:
+    return SmsSpendLimits(
+        per_number=RateLimit.parse(settings.sms_limit_per_number),
+        per_prefix=RateLimit.parse(settings.sms_limit_per_prefix),
+        per_country=RateLimit.parse(settings.sms_limit_per_country),
+        breaker_per_minute=settings.sms_breaker_per_minute,
+        breaker_cooldown_seconds=settings.sms_breaker_cooldown_seconds,
     )
 
 
@@ -138,6 +171,62 @@ def build_sms_sender(settings: Settings) -> SmsSender:
     return OutboxSmsSender(settings.outbox_path)
 
 
+def build_push_sender(settings: Settings) -> PushSender:
+    if settings.push_provider is PushProvider.FCM:
+        from mfa_pipeline.adapters.fcm_push import FcmPushSender  # noqa: PLC0415
+
+        if settings.fcm_service_account_file is None:
+            raise ConfigurationError("MFA_PUSH_PROVIDER=fcm needs MFA_FCM_SERVICE_ACCOUNT_FILE.")
+        return FcmPushSender(
+            settings.fcm_service_account_file, api_base_url=settings.fcm_api_base_url
+        )
+    from mfa_pipeline.adapters.outbox import OutboxPushSender  # noqa: PLC0415
+
+    return OutboxPushSender(settings.outbox_path)
+
+
+def build_metrics(settings: Settings, store_client: RedisClient) -> Metrics:
+    """Prometheus metrics; queue depths come from the broker when it is Redis (`LLEN`)."""
+    from workers.app import QUEUES  # noqa: PLC0415 - the worker app imports us
+
+    broker = settings.effective_broker_url
+    depths = None
+    if broker.startswith(("redis://", "rediss://", "unix://")):
+        client = (
+            store_client
+            if broker == settings.redis_url and isinstance(store_client, redis.Redis)
+            else redis.Redis.from_url(broker, socket_connect_timeout=2, socket_timeout=5)
+        )
+        depths = CeleryQueueDepths(client, QUEUES)
+    applications = set(parse_api_keys(settings.api_keys).values())
+    return PrometheusMetrics(applications=applications, queue_depths=depths)
+
+
+def build_webhook_verifier(settings: Settings) -> WebhookVerifier:
+    """Twilio's signature check when its auth token is known; otherwise every call is refused."""
+    if settings.twilio_auth_token:
+        return TwilioWebhookVerifier(settings.twilio_auth_token)
+    return NullWebhookVerifier()
+
+
+def build_redis_client(settings: Settings, url: str) -> RedisClient:
+    """One Redis, or a Redis Cluster found through the node `url` names (MFA_REDIS_CLUSTER)."""
+    timeouts: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+    if not settings.redis_cluster:
+        return redis.Redis.from_url(url, health_check_interval=30, **timeouts)
+    if settings.broker_url is None:
+        raise ConfigurationError(
+            "MFA_REDIS_CLUSTER=true needs MFA_BROKER_URL: Celery's Redis broker speaks to one "
+            "Redis, not a cluster (use a separate Redis, or RabbitMQ)."
+        )
+    # Asks the node for the slot map at once; MOVED/ASK and failovers are followed afterwards.
+    return RedisCluster.from_url(url, **timeouts)
+
+
 def status_callback_url(settings: Settings) -> str | None:
     if not settings.public_url:
         return None
@@ -148,7 +237,9 @@ def build_publisher(settings: Settings) -> EventPublisher:
     from mfa_pipeline.adapters.celery_publisher import CeleryEventPublisher  # noqa: PLC0415
     from workers.app import create_celery_app  # noqa: PLC0415 - the worker app imports us
 
-    return CeleryEventPublisher(create_celery_app(settings))
+    return CeleryEventPublisher(
+        create_celery_app(settings), result_webhooks=settings.result_webhook_url is not None
+    )
 
 
 def bootstrap(
@@ -157,6 +248,7 @@ def bootstrap(
     clock: Clock | None = None,
     publisher: EventPublisher | None = None,
     sms_sender: SmsSender | None = None,
+    push_sender: PushSender | None = None,
 ) -> Container:
     settings = with_dev_keys(settings)
     if settings.redis_url is None:
@@ -164,13 +256,7 @@ def bootstrap(
             "MFA_REDIS_URL is not set; `mfa-pipeline up` starts an embedded Redis for you."
         )
     clock = clock or SystemClock()
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=30,
-    )
+    client = build_redis_client(settings, settings.redis_url)
     store = RedisChallengeStore(
         client,
         prefix=settings.key_prefix,
@@ -213,6 +299,18 @@ def bootstrap(
         clock=clock,
         ttl_seconds=settings.trusted_session_ttl_seconds,
     )
+    push_guard = RedisPushGuard(client, prefix=settings.key_prefix)
+    spend_limits = sms_spend_limits(settings)
+    sms_gate = SmsSendGate(
+        guard=RedisSmsSpendGuard(client, prefix=settings.key_prefix, limits=spend_limits),
+        secrets_box=box,
+        clock=clock,
+        limits=spend_limits,
+        allowed_regions=settings.sms_allowed_regions,
+        denied_regions=settings.sms_denied_regions,
+    )
+    push_sender = push_sender or build_push_sender(settings)
+    metrics = build_metrics(settings, client)
     challenges = ChallengeService(
         store=store,
         factors=factors,
@@ -225,6 +323,9 @@ def bootstrap(
         backup_codes=backup_code_service,
         policies=policy_service,
         auditor=auditor,
+        push_guard=push_guard,
+        sms_gate=sms_gate,
+        metrics=metrics,
     )
     return Container(
         settings=settings,
@@ -258,6 +359,7 @@ def bootstrap(
             code_ttl_seconds=settings.sms_code_ttl_seconds,
             status_callback_url=status_callback_url(settings),
             auditor=auditor,
+            metrics=metrics,
         ),
         sweeps=SweepService(
             store=store,
@@ -265,6 +367,7 @@ def bootstrap(
             clock=clock,
             batch_size=settings.sweep_batch_size,
             auditor=auditor,
+            metrics=metrics,
         ),
         backup_codes=backup_code_repo,
         trusted_sessions=trusted_session_repo,
@@ -283,7 +386,55 @@ def bootstrap(
             secrets_box=box,
             stored_secrets=SqlSecretRotationRepository(engine),
         ),
+        push_devices=PushDevices(
+            factors=factors, secrets=box, clock=clock, policies=policy_service, auditor=auditor
+        ),
+        push_delivery=PushDeliveryService(
+            store=store,
+            factors=factors,
+            sender=push_sender,
+            secrets=box,
+            publisher=publisher,
+            clock=clock,
+            guard=push_guard,
+            auditor=auditor,
+        ),
+        push_answers=PushAnswers(
+            store=store,
+            factors=factors,
+            secrets=box,
+            publisher=publisher,
+            clock=clock,
+            guard=push_guard,
+            auditor=auditor,
+        ),
+        delivery_status=DeliveryStatusService(
+            store=store,
+            verifier=build_webhook_verifier(settings),
+            clock=clock,
+            callback_base=status_callback_url(settings),
+            metrics=metrics,
+        ),
+        metrics=metrics,
+        webhooks=build_webhooks(settings, clock),
         api_keys=parse_api_keys(settings.api_keys),
+    )
+
+
+def build_webhooks(settings: Settings, clock: Clock) -> ResultWebhooks | None:
+    if settings.result_webhook_url is None:
+        return None
+    if not settings.result_webhook_secret or len(settings.result_webhook_secret) < 16:  # noqa: PLR2004
+        raise ConfigurationError(
+            "MFA_RESULT_WEBHOOK_URL needs MFA_RESULT_WEBHOOK_SECRET of 16+ characters."
+        )
+    from mfa_pipeline.adapters.http_webhook import HttpxWebhookSender  # noqa: PLC0415
+
+    return ResultWebhooks(
+        url=settings.result_webhook_url,
+        secret=settings.result_webhook_secret,
+        sender=HttpxWebhookSender(timeout=settings.webhook_timeout_seconds),
+        clock=clock,
     )
 
 

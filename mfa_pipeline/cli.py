@@ -8,11 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from mfa_pipeline.adapters import prometheus_dir
 from mfa_pipeline.config import Settings, load_settings
+from mfa_pipeline.device_cli import device
 from mfa_pipeline.devkeys import ConfigurationError, dev_api_key, with_dev_keys
 from mfa_pipeline.logs import configure_logging
 
@@ -49,6 +52,10 @@ def up(host: str, port: int, concurrency: int) -> None:
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
     env = dict(os.environ)
+    # Every process of this run sums into one metrics directory, emptied for the new run.
+    env[prometheus_dir.ENV] = str(
+        prometheus_dir.prepare(_metrics_dir(settings), keep_live=prometheus_dir.ENV in os.environ)
+    )
     embedded = None
     if settings.redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir)
@@ -71,6 +78,26 @@ def up(host: str, port: int, concurrency: int) -> None:
             embedded.stop()
     if not stopped_by_signal:
         raise SystemExit(1)  # a role died on its own
+
+
+def _metrics_dir(settings: Settings) -> Path:
+    given = os.environ.get(prometheus_dir.ENV)
+    return Path(given) if given else prometheus_dir.default_dir(settings.data_dir)
+
+
+def _share_metrics(settings: Settings) -> None:
+    """Point prometheus-client at the deployment's metrics directory before it is imported.
+
+    Given (by `up`, or by the operator): used as it is. Not given: the data dir's, with the
+    files of processes that no longer run removed, so a sibling role keeps its counts.
+    """
+    if prometheus_dir.ENV in os.environ:
+        Path(os.environ[prometheus_dir.ENV]).mkdir(parents=True, exist_ok=True)
+        return
+    directory = prometheus_dir.prepare(
+        prometheus_dir.default_dir(settings.data_dir), keep_live=True
+    )
+    os.environ[prometheus_dir.ENV] = str(directory)
 
 
 def _banner(settings: Settings, host: str, port: int, embedded_url: str | None) -> None:
@@ -128,6 +155,7 @@ def api(host: str, port: int, workers: int) -> None:
     import uvicorn  # noqa: PLC0415
 
     settings = _settings()
+    _share_metrics(settings)
     uvicorn.run(
         "mfa_pipeline.api.main:app_from_environment",
         factory=True,
@@ -153,7 +181,9 @@ def worker(queues: str, concurrency: int, pool: str) -> None:
         raise click.BadParameter(
             f"unknown queue(s): {', '.join(sorted(unknown))}", param_hint="--queues"
         )
-    app = create_celery_app(_settings())
+    settings = _settings()
+    _share_metrics(settings)
+    app = create_celery_app(settings)
     name = f"mfa-{queues.replace(',', '-')}@%h"
     app.worker_main(
         [
@@ -308,6 +338,9 @@ def admin_rotate_keys(batch_size: int) -> None:
         f"done: {done.rewritten} secret row(s) re-encrypted, {done.skipped} already current, "
         f"in {done.elapsed_seconds:.1f} s"
     )
+
+
+main.add_command(device)
 
 
 if __name__ == "__main__":

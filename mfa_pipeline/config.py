@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
 
     redis_url: str | None = None
+    # MFA_REDIS_URL names one node of a Redis Cluster (any node: the client learns the rest).
+    # Kombu's Redis transport speaks to a single Redis, so a cluster needs MFA_BROKER_URL.
+    redis_cluster: bool = False
     broker_url: str | None = None
     database_url: str | None = None
     key_prefix: str = "mfa"
@@ -65,6 +68,14 @@ class Settings(BaseSettings):
     # ISO 3166 regions SMS enrollment accepts ("US,CA"); empty allows every region but denied.
     sms_allowed_regions: Annotated[list[str], NoDecode] = Field(default_factory=list)
     sms_denied_regions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # SMS pumping and bombing: sliding windows ("count/seconds") per destination number, per
+    # number block (first 6 national digits) and per country, checked before any SMS is queued.
+    sms_limit_per_number: str = "10/3600"
+    sms_limit_per_prefix: str = "30/3600"
+    sms_limit_per_country: str = "1000/3600"
+    # Deployment-wide circuit breaker: past this many SMS in a minute, SMS pause for the cooldown.
+    sms_breaker_per_minute: int = Field(default=300, ge=1)
+    sms_breaker_cooldown_seconds: int = Field(default=300, ge=1)
 
     sms_code_ttl_seconds: int = Field(default=600, ge=1)
     push_ttl_seconds: int = Field(default=120, ge=1)
@@ -90,6 +101,13 @@ class Settings(BaseSettings):
     sms_max_retries: int = Field(default=5, ge=0)
     sms_retry_backoff_seconds: float = Field(default=2.0, ge=0)
     sms_retry_backoff_max_seconds: float = Field(default=60.0, ge=0)
+    # A push lives 2 minutes: a few quick retries (same backoff settings as SMS) at most.
+    push_max_retries: int = Field(default=3, ge=0)
+    # Optional: POST each challenge's final status here, HMAC-signed with the secret.
+    result_webhook_url: str | None = None
+    result_webhook_secret: str | None = None
+    webhook_max_retries: int = Field(default=8, ge=0)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # Login outcomes reach the audit table in batches at most this old (0: one INSERT each).
     audit_batch_seconds: float = Field(default=0.05, ge=0, le=5)
@@ -116,6 +134,10 @@ class Settings(BaseSettings):
 
     @property
     def effective_broker_url(self) -> str:
+        if self.redis_cluster and self.broker_url is None:
+            raise RuntimeError(
+                "MFA_REDIS_CLUSTER=true needs MFA_BROKER_URL: a single Redis or RabbitMQ broker"
+            )
         broker = self.broker_url or self.redis_url
         if broker is None:
             raise RuntimeError("MFA_REDIS_URL is not set and no embedded Redis is running")

@@ -8,6 +8,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
 from mfa_pipeline.domain.errors import InvalidPhoneError
+from mfa_pipeline.domain.sms_spend import SmsDestination
 
 # Types that can receive an SMS (fixed lines are refused: most cannot).
 _SMS_CAPABLE = {
@@ -50,4 +51,20 @@ def parse_phone(text: object, region: str | None = None) -> PhoneNumber:
         international=phonenumbers.format_number(parsed, PhoneNumberFormat.INTERNATIONAL),
         national=phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL),
         region=phonenumbers.region_code_for_number(parsed),
+    )
+
+
+# Digits of the national number that name a block of numbers (in the US, area code and
+# exchange: 10,000 numbers). Premium and pumped ranges are leased in such blocks.
+PREFIX_DIGITS = 6
+
+
+def sms_destination(e164: str) -> SmsDestination:
+    """The number, its block and its country, for the SMS pumping limits."""
+    parsed = phonenumbers.parse(e164, None)
+    national = str(parsed.national_number)
+    return SmsDestination(
+        number=e164,
+        prefix=f"+{parsed.country_code}{national[:PREFIX_DIGITS]}",
+        country=phonenumbers.region_code_for_number(parsed) or f"+{parsed.country_code}",
     )

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from mfa_pipeline.domain.audit import AuditEvent
     from mfa_pipeline.domain.challenges import Challenge, ChallengeStatus
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mfa_pipeline.domain.factors import Factor, User
     from mfa_pipeline.domain.limits import RateLimit
     from mfa_pipeline.domain.policies import FirmPolicy
+    from mfa_pipeline.domain.sms_spend import SmsAdmission, SmsDestination
 
 
 class Clock(abc.ABC):
@@ -90,6 +91,16 @@ class ChallengeStore(abc.ABC):
         """Move a pending, unexpired challenge to a final status."""
 
     @abc.abstractmethod
+    def answer_push(
+        self, challenge_id: str, *, approve: bool, number: str | None, fraud: bool, now: float
+    ) -> StoreResult:
+        """A device's answer, in one step, on a pending and unexpired push challenge.
+
+        It becomes `approved` (the right number) or `denied` (a deny, or a wrong number);
+        `fraud` marks it `fraud_reported`. Anything else changes nothing.
+        """
+
+    @abc.abstractmethod
     def claim_delivery(
         self, challenge_id: str, seq: int, code_hash: str, *, now: float, ttl_seconds: int
     ) -> StoreResult:
@@ -108,6 +119,24 @@ class ChallengeStore(abc.ABC):
         fail_challenge: bool = False,
     ) -> StoreResult:
         """Record the outcome of a send of `seq` (ignored when a newer send superseded it)."""
+
+    @abc.abstractmethod
+    def record_provider_status(
+        self,
+        challenge_id: str,
+        seq: int,
+        *,
+        provider_id: str,
+        status: str,
+        now: float,
+        error_code: str | None = None,
+    ) -> StoreResult:
+        """A provider's later report on message `provider_id` of send `seq` (`delivered`, ...).
+
+        Applied only to the message last sent and only when further along than what is stored
+        (`sent` < `delivered`/`undelivered`/`failed`): STALE for another send or message,
+        DUPLICATE for a report out of order or repeated. The challenge's status never changes.
+        """
 
     @abc.abstractmethod
     def request_resend(
@@ -151,6 +180,22 @@ class FactorRepository(abc.ABC):
 
     @abc.abstractmethod
     def set_pending_challenge(self, user_id: str, factor_id: str, challenge_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def refresh_push_device(
+        self,
+        user_id: str,
+        factor_id: str,
+        *,
+        push_token_ciphertext: str,
+        label: str | None,
+        platform: str,
+    ) -> bool:
+        """A re-registered device: new FCM token, name and platform; active again."""
+
+    @abc.abstractmethod
+    def deactivate_factor(self, user_id: str, factor_id: str) -> bool:
+        """Active → inactive (a push device FCM no longer knows); False when not active."""
 
     @abc.abstractmethod
     def delete_factor(self, user_id: str, factor_id: str) -> bool: ...
@@ -259,6 +304,8 @@ class StoredSecret:
     user_id: str
     secret_ciphertext: str | None = None
     phone_ciphertext: str | None = None
+    push_token_ciphertext: str | None = None
+    public_key_ciphertext: str | None = None
 
 
 class SecretRotationRepository(abc.ABC):
@@ -310,11 +357,85 @@ class SmsSender(abc.ABC):
     def send(self, *, to: str, body: str, status_callback: str | None = None) -> SmsReceipt: ...
 
 
+class WebhookVerifier(abc.ABC):
+    """Tells a provider's genuine callback from a forged one (a signature over URL and body)."""
+
+    @abc.abstractmethod
+    def verify(self, *, url: str, params: Mapping[str, str], signature: str) -> bool:
+        """True when `signature` signs exactly this URL (query included) and these form fields."""
+
+
 class EventPublisher(abc.ABC):
     """Hands events to the pipeline (Celery queues in production, a list in unit tests)."""
 
     @abc.abstractmethod
     def publish(self, event: Event) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PushReceipt:
+    provider_id: str
+
+
+class PushError(Exception):
+    """A push that failed. `code` is the provider's error code, safe to log and store."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PushTransientError(PushError):
+    """Worth retrying: 5xx, 429, timeouts, connection errors."""
+
+
+class PushUnregisteredError(PushError):
+    """The device's token is unknown to the provider (uninstalled app): deactivate the device."""
+
+
+class PushPermanentError(PushError):
+    """Not worth retrying for this device: a malformed token, a rejected message."""
+
+
+class PushSender(abc.ABC):
+    @abc.abstractmethod
+    def send(self, *, token: str, data: dict[str, str], ttl_seconds: int) -> PushReceipt:
+        """Send a data message to one device; it is dropped if undelivered after the TTL."""
+
+
+class WebhookError(Exception):
+    """A webhook POST that failed; `retryable` for timeouts, 5xx, 408 and 429."""
+
+    def __init__(self, message: str, *, code: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class WebhookSender(abc.ABC):
+    @abc.abstractmethod
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        """POST once; raise `WebhookError` unless the receiver answered 2xx."""
+
+
+class PushGuard(abc.ABC):
+    """Push fatigue limits per user, shared by every API process."""
+
+    @abc.abstractmethod
+    def admit(self, user_id: str, challenge_id: str, *, now: float, expires_at: float) -> float:
+        """Count a new push challenge; 0 when allowed, else seconds until one would be.
+
+        Refused while "not me" blocks the user, at `MAX_PENDING_PER_USER` pending pushes, or at
+        `MAX_PER_HOUR` pushes in the last hour; a refused push is not counted.
+        """
+
+    @abc.abstractmethod
+    def release(self, user_id: str, challenge_id: str) -> None:
+        """The push was answered or failed: it no longer counts as pending."""
+
+    @abc.abstractmethod
+    def block(self, user_id: str, *, seconds: float, now: float) -> None:
+        """Refuse new pushes for the user for `seconds` (after a "not me")."""
 
 
 class RateLimiter(abc.ABC):
@@ -325,6 +446,22 @@ class RateLimiter(abc.ABC):
     def hit_many(self, hits: Sequence[tuple[str, RateLimit]], *, now: float) -> list[float]:
         """Count several events at once (adapters may do it in one round trip)."""
         return [self.hit(key, limit, now=now) for key, limit in hits]
+
+
+class SmsSpendGuard(abc.ABC):
+    """SMS pumping and bombing limits shared by every process (`domain/sms_spend.py`)."""
+
+    @abc.abstractmethod
+    def admit(self, destination: SmsDestination, *, ticket: str, now: float) -> SmsAdmission:
+        """Count one SMS to `destination` if every window and the breaker allow it, else none.
+
+        Refused while the breaker is open; a send that would exceed the deployment's SMS per
+        minute opens it for the cooldown. A refused send is not counted anywhere.
+        """
+
+    @abc.abstractmethod
+    def refund(self, destination: SmsDestination, *, ticket: str) -> None:
+        """Uncount an admitted send that did not happen after all (e.g. a refused resend)."""
 
 
 class SecretBox(abc.ABC):
@@ -339,3 +476,84 @@ class SecretBox(abc.ABC):
     @abc.abstractmethod
     def code_keys(self) -> list[bytes]:
         """Keys for hashing one-time codes; the first hashes, all are tried when checking."""
+
+
+# --- operations ------------------------------------------------------------------------------
+
+
+class Metrics(abc.ABC):
+    """Counters, histograms and gauges for operators, summed over every API and worker process.
+
+    Services call it where the matching structured log event is written; label values are the
+    log fields of the same names. `application` may be anything a client sent: adapters keep
+    the label set bounded.
+    """
+
+    @abc.abstractmethod
+    def challenge_created(self, *, factor: str, application: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def challenge_verified(self, *, factor: str, application: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def challenge_failed(self, *, factor: str, application: str | None, reason: str) -> None:
+        """Ended without success: `locked` (wrong codes), `failed` (undeliverable), `denied`."""
+
+    @abc.abstractmethod
+    def challenge_expired(self, *, factor: str, application: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def delivery_latency(self, *, channel: str, seconds: float) -> None:
+        """From the request of a send (creation or resend) to the provider accepting it."""
+
+    @abc.abstractmethod
+    def provider_error(self, *, channel: str, provider_error_code: str) -> None: ...
+
+    @abc.abstractmethod
+    def delivery_reported(self, *, channel: str, status: str) -> None:
+        """A provider's later delivery report was applied (`delivered`, `undelivered`, ...)."""
+
+    @abc.abstractmethod
+    def rate_limited(self, *, limit: str) -> None: ...
+
+    @abc.abstractmethod
+    def long_poll_waiters(self, delta: int) -> None:
+        """A long-poll request began (+1) or ended (-1) in this process."""
+
+    @abc.abstractmethod
+    def exposition(self) -> tuple[bytes, str]:
+        """Every process's metrics as a scrape answer: (body, content type)."""
+
+
+class NullMetrics(Metrics):
+    """Records nothing: the default where no metrics are wired (unit tests, admin commands)."""
+
+    def challenge_created(self, *, factor: str, application: str | None) -> None:
+        pass
+
+    def challenge_verified(self, *, factor: str, application: str | None) -> None:
+        pass
+
+    def challenge_failed(self, *, factor: str, application: str | None, reason: str) -> None:
+        pass
+
+    def challenge_expired(self, *, factor: str, application: str | None) -> None:
+        pass
+
+    def delivery_latency(self, *, channel: str, seconds: float) -> None:
+        pass
+
+    def provider_error(self, *, channel: str, provider_error_code: str) -> None:
+        pass
+
+    def delivery_reported(self, *, channel: str, status: str) -> None:
+        pass
+
+    def rate_limited(self, *, limit: str) -> None:
+        pass
+
+    def long_poll_waiters(self, delta: int) -> None:
+        pass
+
+    def exposition(self) -> tuple[bytes, str]:
+        return b"", "text/plain; version=0.0.4; charset=utf-8"

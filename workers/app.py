@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from celery import Celery, signals
-from kombu import Queue  # type: ignore[attr-defined]
+from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
-from mfa_pipeline.adapters.celery_publisher import DELIVER_SMS, SWEEP_EXPIRED
+from mfa_pipeline.adapters.celery_publisher import (
+    DELIVER_PUSH,
+    DELIVER_SMS,
+    DELIVER_WEBHOOK,
+    SWEEP_EXPIRED,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -21,6 +27,47 @@ QUEUES = ("sms", "push", "webhooks", "sweeps")
 # Redis broker redelivers a task that is only waiting for its ETA.
 MAX_RETRY_COUNTDOWN_SECONDS = 300
 VISIBILITY_TIMEOUT_SECONDS = 3600
+
+
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+
+
+def is_amqp(broker_url: str) -> bool:
+    return urlsplit(broker_url).scheme in AMQP_SCHEMES
+
+
+def declared_queues(broker_url: str) -> list[Queue]:
+    """The queues as the broker should declare them.
+
+    On RabbitMQ they are quorum queues (replicated, and redelivering what a lost consumer held),
+    each bound to a topic exchange of its own name: Celery's native delayed delivery, which
+    carries retry countdowns on quorum queues, cannot route through direct exchanges.
+    """
+    if not is_amqp(broker_url):
+        return [Queue(name) for name in QUEUES]
+    return [
+        Queue(
+            name,
+            Exchange(name, type="topic"),
+            routing_key=name,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+        for name in QUEUES
+    ]
+
+
+class MfaCelery(Celery):  # type: ignore[misc]
+    """Celery, with countdowns RabbitMQ's native delayed delivery can carry.
+
+    That delivery counts whole seconds and refuses a countdown that truncates to zero; a
+    jittered retry countdown is often below one second, so on RabbitMQ it is rounded up.
+    """
+
+    def send_task(self, *args: Any, **options: Any) -> Any:
+        countdown = options.get("countdown")
+        if countdown and 0 < countdown < 1 and is_amqp(str(self.conf.broker_url)):
+            options["countdown"] = 1
+        return super().send_task(*args, **options)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -37,9 +84,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 4,
-        "task_queues": [Queue(name) for name in QUEUES],
+        "task_queues": declared_queues(settings.effective_broker_url),
+        # Quorum queues refuse a global prefetch limit: the worker sets it per consumer instead.
+        "worker_detect_quorum_queues": True,
         "task_default_queue": "sms",
-        "task_routes": {DELIVER_SMS: {"queue": "sms"}, SWEEP_EXPIRED: {"queue": "sweeps"}},
+        "task_routes": {
+            DELIVER_SMS: {"queue": "sms"},
+            DELIVER_PUSH: {"queue": "push"},
+            DELIVER_WEBHOOK: {"queue": "webhooks"},
+            SWEEP_EXPIRED: {"queue": "sweeps"},
+        },
         "task_soft_time_limit": 30,
         "task_time_limit": 60,
         "worker_hijack_root_logger": False,
@@ -60,7 +114,7 @@ def create_celery_app(
     settings: Settings, *, container_factory: Callable[[], Container] | None = None
 ) -> Celery:
     """An app for `settings`. Tasks build their `Container` lazily, once per worker process."""
-    app = Celery("mfa_pipeline", set_as_current=False)
+    app = MfaCelery("mfa_pipeline", set_as_current=False)
     app.conf.update(celery_config(settings))
     app.conf.mfa_settings = settings
     app.conf.mfa_container_factory = container_factory
@@ -80,3 +134,14 @@ def _configure_worker_logging(**_: Any) -> None:
 
 
 signals.setup_logging.connect(_configure_worker_logging, weak=False)
+
+
+def _metrics_process_exit(pid: int | None = None, **_: Any) -> None:
+    """A pool process left: its live gauges must stop counting in `/metrics` sums."""
+    from mfa_pipeline.adapters.prometheus_metrics import mark_process_dead  # noqa: PLC0415
+
+    if pid is not None:
+        mark_process_dead(pid)
+
+
+signals.worker_process_shutdown.connect(_metrics_process_exit, weak=False)

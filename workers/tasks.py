@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from celery import signals
 
-from mfa_pipeline.adapters.celery_publisher import DELIVER_SMS, SWEEP_EXPIRED
+from mfa_pipeline.adapters.celery_publisher import (
+    DELIVER_PUSH,
+    DELIVER_SMS,
+    DELIVER_WEBHOOK,
+    SWEEP_EXPIRED,
+)
 from mfa_pipeline.services.delivery import DeliveryOutcome
+from mfa_pipeline.services.push import PushOutcome
+from mfa_pipeline.services.webhooks import WebhookOutcome
 
 if TYPE_CHECKING:
     from celery import Celery, Task
@@ -81,6 +88,32 @@ def register(app: Celery) -> None:
             )
         return outcome.value
 
+    @app.task(
+        name=DELIVER_PUSH,
+        shared=False,
+        bind=True,
+        acks_late=True,
+        ignore_result=True,
+        max_retries=settings.push_max_retries,
+    )
+    def deliver_push(self: Task, challenge_id: str) -> str:
+        container = container_for(self.app)
+        retries = int(self.request.retries)
+        outcome = container.push_delivery.deliver(
+            challenge_id=challenge_id, final_attempt=retries >= self.max_retries
+        )
+        if outcome is PushOutcome.RETRY:
+            raise self.retry(
+                countdown=retry_countdown(
+                    retries,
+                    base=settings.sms_retry_backoff_seconds,
+                    cap=settings.sms_retry_backoff_max_seconds,
+                )
+            )
+        return outcome.value
+
+    _register_webhooks(app)
+
     @app.task(name=SWEEP_EXPIRED, shared=False, bind=True, acks_late=True, ignore_result=True)
     def sweep_expired(self: Task) -> int:
         return container_for(self.app).sweeps.sweep()
@@ -94,3 +127,38 @@ def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
 @signals.task_postrun.connect
 def _unbind_task(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+
+
+def _register_webhooks(app: Celery) -> None:
+    settings = app.conf.mfa_settings
+
+    @app.task(
+        name=DELIVER_WEBHOOK,
+        shared=False,
+        bind=True,
+        acks_late=True,
+        ignore_result=True,
+        max_retries=settings.webhook_max_retries,
+    )
+    def deliver_webhook(self: Task, event: dict[str, str | None]) -> str:
+        webhooks = container_for(self.app).webhooks
+        if webhooks is None:
+            return "disabled"
+        retries = int(self.request.retries)
+        outcome = webhooks.deliver(
+            challenge_id=str(event["challenge_id"]),
+            user_id=str(event["user_id"]),
+            factor=str(event["factor"]),
+            status=str(event["status"]),
+            application=event.get("application"),
+            final_attempt=retries >= self.max_retries,
+        )
+        if outcome is WebhookOutcome.RETRY:
+            raise self.retry(
+                countdown=retry_countdown(
+                    retries,
+                    base=settings.sms_retry_backoff_seconds,
+                    cap=settings.sms_retry_backoff_max_seconds,
+                )
+            )
+        return outcome.value

@@ -6,7 +6,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from mfa_pipeline.domain.events import Event, SmsDeliveryRequested
+from mfa_pipeline.domain.events import (
+    ChallengeFinished,
+    Event,
+    PushDeliveryRequested,
+    SmsDeliveryRequested,
+)
 from mfa_pipeline.ports import EventPublisher
 
 if TYPE_CHECKING:
@@ -17,15 +22,29 @@ log = structlog.get_logger(__name__)
 # Task names are the contract between the API and the workers; `workers/tasks.py` registers them.
 DELIVER_SMS = "mfa.deliver_sms"
 SWEEP_EXPIRED = "mfa.sweep_expired"
+DELIVER_PUSH = "mfa.deliver_push"
+DELIVER_WEBHOOK = "mfa.deliver_webhook"
 
 
 class CeleryEventPublisher(EventPublisher):
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, *, result_webhooks: bool = False) -> None:
         self._app = app
+        self._webhooks = result_webhooks
 
     def publish(self, event: Event) -> None:
         if isinstance(event, SmsDeliveryRequested):
             self._app.send_task(DELIVER_SMS, args=[event.challenge_id, event.seq], queue="sms")
+        elif isinstance(event, PushDeliveryRequested):
+            self._app.send_task(DELIVER_PUSH, args=[event.challenge_id], queue="push")
+        elif isinstance(event, ChallengeFinished) and self._webhooks:
+            payload = {
+                "challenge_id": event.challenge_id,
+                "user_id": event.user_id,
+                "factor": event.factor.value,
+                "status": event.status.value,
+                "application": event.application,
+            }
+            self._app.send_task(DELIVER_WEBHOOK, args=[payload], queue="webhooks")
         # Other events have no consumer yet beyond the structured log the services write.
 
 

@@ -49,6 +49,36 @@ class InMemoryFactorRepository(FactorRepository):
     def get_user_with_factors(self, user_id: str) -> tuple[User | None, list[Factor]]:
         return self.get_user(user_id), self.list_factors(user_id)
 
+    def refresh_push_device(
+        self,
+        user_id: str,
+        factor_id: str,
+        *,
+        push_token_ciphertext: str,
+        label: str | None,
+        platform: str,
+    ) -> bool:
+        with self._lock:
+            factor = self._factors.get(factor_id)
+            if factor is None or factor.user_id != user_id:
+                return False
+            self._factors[factor_id] = replace(
+                factor,
+                push_token_ciphertext=push_token_ciphertext,
+                label=label,
+                platform=platform,
+                status=FactorStatus.ACTIVE,
+            )
+            return True
+
+    def deactivate_factor(self, user_id: str, factor_id: str) -> bool:
+        with self._lock:
+            factor = self._factors.get(factor_id)
+            if factor is None or factor.user_id != user_id or not factor.is_active:
+                return False
+            self._factors[factor_id] = replace(factor, status=FactorStatus.INACTIVE)
+            return True
+
     def activate_factor(self, user_id: str, factor_id: str, *, now: float) -> bool:
         with self._lock:
             factor = self._factors.get(factor_id)

@@ -25,6 +25,7 @@ from mfa_pipeline.domain.challenges import (
     Challenge,
     ChallengeStatus,
     DeliveryStatus,
+    FactorType,
     RequestContext,
     is_well_formed_challenge_id,
     shard_of_challenge,
@@ -49,6 +50,17 @@ _FINAL_TRANSITION = {
 }
 
 _score = itemgetter(0)
+
+# How far along a delivery is (`RANK` in `record_provider_status.lua`): a provider's report is
+# applied only when it ranks above the stored status.
+_REPORT_RANK = {
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.UNDELIVERED: 2,
+    DeliveryStatus.FAILED: 2,
+}
+# Statuses only a provider's report sets after `sent`.
+_REPORTED = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED})
 
 
 @dataclass(slots=True)
@@ -218,6 +230,23 @@ class InMemoryChallengeStore(ChallengeStore):
             self._finish(record, status, now)
             return StoreResult(Transition.DONE, status, c.max_attempts - c.attempts)
 
+    def answer_push(
+        self, challenge_id: str, *, approve: bool, number: str | None, fraud: bool, now: float
+    ) -> StoreResult:
+        with self._lock:
+            record = self._open(challenge_id, now)
+            if isinstance(record, StoreResult):
+                return record
+            c = record.challenge
+            if c.factor is not FactorType.PUSH:
+                return StoreResult(Transition.MISMATCH, c.status)
+            right = approve and number is not None and number == c.number_match
+            status = ChallengeStatus.APPROVED if right else ChallengeStatus.DENIED
+            if fraud:
+                record.challenge = replace(c, fraud_reported=True)
+            self._finish(record, status, now)
+            return StoreResult(Transition.DONE, status)
+
     def claim_delivery(
         self, challenge_id: str, seq: int, code_hash: str, *, now: float, ttl_seconds: int
     ) -> StoreResult:
@@ -273,7 +302,16 @@ class InMemoryChallengeStore(ChallengeStore):
             c = record.challenge
             if seq != c.send_seq:  # superseded by a resend (or not a sequence of this one)
                 return StoreResult(Transition.STALE, c.status)
-            delivery = replace(c.delivery, status=delivery_status, updated_at=now)
+            stored_status = delivery_status
+            if (
+                delivery_status is DeliveryStatus.SENT
+                and provider_id
+                and provider_id == c.delivery.provider_id
+                and c.delivery.status in _REPORTED
+            ):
+                # The provider's report on this very message overtook this record: it stays.
+                stored_status = c.delivery.status
+            delivery = replace(c.delivery, status=stored_status, updated_at=now)
             if provider_id:
                 delivery = replace(delivery, provider_id=provider_id)
             if error_code:
@@ -286,6 +324,40 @@ class InMemoryChallengeStore(ChallengeStore):
             if fail_challenge and c.status is ChallengeStatus.PENDING:
                 self._finish(record, ChallengeStatus.FAILED, now)
                 return StoreResult(Transition.DONE, ChallengeStatus.FAILED)
+            return StoreResult(Transition.DONE, c.status)
+
+    def record_provider_status(  # noqa: PLR0911 - one return per script outcome, as in Lua
+        self,
+        challenge_id: str,
+        seq: int,
+        *,
+        provider_id: str,
+        status: str,
+        now: float,
+        error_code: str | None = None,
+    ) -> StoreResult:
+        if not is_well_formed_challenge_id(challenge_id):
+            return StoreResult(Transition.NOT_FOUND)
+        reported = DeliveryStatus(status)
+        with self._lock:
+            self._advance(now)
+            record = self._live(challenge_id)
+            if record is None:
+                return StoreResult(Transition.NOT_FOUND)
+            c = record.challenge
+            if seq != c.send_seq:
+                return StoreResult(Transition.STALE, c.status)
+            if c.delivery.provider_id:
+                if c.delivery.provider_id != provider_id:
+                    return StoreResult(Transition.STALE, c.status)
+            elif c.delivery.status is not DeliveryStatus.SENDING or record.claimed_seq != seq:
+                return StoreResult(Transition.STALE, c.status)
+            if _REPORT_RANK.get(reported, 0) <= _REPORT_RANK.get(c.delivery.status, 0):
+                return StoreResult(Transition.DUPLICATE, c.status)
+            delivery = replace(c.delivery, status=reported, provider_id=provider_id, updated_at=now)
+            if error_code:
+                delivery = replace(delivery, error_code=error_code)
+            record.challenge = replace(c, delivery=delivery)
             return StoreResult(Transition.DONE, c.status)
 
     def request_resend(

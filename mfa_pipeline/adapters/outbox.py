@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from mfa_pipeline.ports import SmsReceipt, SmsSender
+from mfa_pipeline.ports import PushReceipt, PushSender, SmsReceipt, SmsSender
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -112,3 +112,28 @@ class OutboxReader:
             if match:
                 return match.group(1)
         return None
+
+
+class OutboxPushSender(PushSender):
+    """Push twin of `FcmPushSender`: the data message goes to the outbox, addressed by token.
+
+    The device simulator (`mfa-pipeline device`) reads its pushes from here by its token.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def send(self, *, token: str, data: dict[str, str], ttl_seconds: int) -> PushReceipt:
+        message_id = outbox_id()
+        append_record(
+            self._path,
+            {
+                "id": message_id,
+                "channel": "push",
+                "to": token,
+                "data": data,
+                "ttl_seconds": ttl_seconds,
+                "created_at": utc_timestamp(),
+            },
+        )
+        return PushReceipt(provider_id=message_id)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
 
 from mfa_pipeline.domain.challenges import (
     Challenge,
@@ -44,7 +45,18 @@ R = TypeVar("R")
 # A sweep run stops after this many batches per shard; the next run takes the rest.
 MAX_BATCHES_PER_SHARD = 20
 
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+REDIS_DOWN = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    # Redis Cluster: slots without a reachable master (a node down, a failover under way).
+    redis.exceptions.ClusterError,
+    redis.exceptions.SlotNotCoveredError,
+)
+
+# One Redis, or a Redis Cluster (MFA_REDIS_CLUSTER): every key a script touches shares a slot,
+# so the adapters run the same commands on either.
+RedisClient: TypeAlias = redis.Redis | RedisCluster
 
 
 def translate_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -121,7 +133,7 @@ class RedisChallengeStore(ChallengeStore):
     """`ChallengeStore` on Redis; each state change is one Lua script, hence atomic."""
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str, shards: int, retention_seconds: int = 3600
+        self, client: RedisClient, *, prefix: str, shards: int, retention_seconds: int = 3600
     ) -> None:
         self._redis = client
         self._retain_ms = _ms(retention_seconds)
@@ -133,6 +145,8 @@ class RedisChallengeStore(ChallengeStore):
         self._record = client.register_script(_script("record_delivery"))
         self._resend = client.register_script(_script("request_resend"))
         self._sweep = client.register_script(_script("sweep"))
+        self._provider_status = client.register_script(_script("record_provider_status"))
+        self._answer = client.register_script(_script("answer_push"))
 
     def _pair(self, challenge_id: str) -> list[str]:
         return [self.keys.challenge(challenge_id), self.keys.due_of(challenge_id)]
@@ -214,6 +228,7 @@ class RedisChallengeStore(ChallengeStore):
             last_resend_at=_opt_float(raw.get("lrs")),
             completed_at=_opt_float(raw.get("done")),
             number_match=raw.get("nm") or None,
+            fraud_reported=raw.get("fraud") == "1",
         )
 
     def _run(self, script: Any, challenge_id: str, *args: object) -> StoreResult:
@@ -232,6 +247,14 @@ class RedisChallengeStore(ChallengeStore):
     def record_miss(self, challenge_id: str, *, now: float) -> StoreResult:
         channel = self.keys.channel(challenge_id)
         return self._run(self._verify, challenge_id, channel, now, self._retain_ms, 0)
+
+    @translate_redis_errors
+    def answer_push(
+        self, challenge_id: str, *, approve: bool, number: str | None, fraud: bool, now: float
+    ) -> StoreResult:
+        channel = self.keys.channel(challenge_id)
+        flags = (int(approve), number or "", int(fraud))
+        return self._run(self._answer, challenge_id, channel, now, self._retain_ms, *flags)
 
     @translate_redis_errors
     def complete(self, challenge_id: str, status: ChallengeStatus, *, now: float) -> StoreResult:
@@ -273,6 +296,28 @@ class RedisChallengeStore(ChallengeStore):
         )
 
     @translate_redis_errors
+    def record_provider_status(
+        self,
+        challenge_id: str,
+        seq: int,
+        *,
+        provider_id: str,
+        status: str,
+        now: float,
+        error_code: str | None = None,
+    ) -> StoreResult:
+        return self._run(
+            self._provider_status,
+            challenge_id,
+            self.keys.channel(challenge_id),
+            now,
+            seq,
+            provider_id,
+            status,
+            error_code or "",
+        )
+
+    @translate_redis_errors
     def request_resend(
         self, challenge_id: str, *, now: float, max_resends: int, min_interval: float
     ) -> StoreResult:
@@ -308,7 +353,7 @@ class RedisChallengeStore(ChallengeStore):
 class RedisRateLimiter(RateLimiter):
     """Fixed-window counters; one atomic script per hit."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str) -> None:
         self._redis = client
         self._keys = RedisKeys(prefix, 1)
         self._hit = client.register_script(_lua("rate_limit"))
@@ -323,7 +368,9 @@ class RedisRateLimiter(RateLimiter):
 
         EVALSHA straight away: redis-py's pipelined scripts ask SCRIPT EXISTS first, one more
         round trip on every login. A server that lost its scripts (restart, flush) answers
-        NOSCRIPT for the hits not counted; only those are loaded and sent again.
+        NOSCRIPT for the hits not counted; only those are loaded and sent again. On a cluster
+        the pipeline is split per node by each key's slot; its `evalsha` method is blocked there,
+        the raw command is not (one key per call, so the slot is known).
         """
         waits: list[float | None] = [None] * len(hits)
         pending = list(range(len(hits)))
@@ -331,8 +378,13 @@ class RedisRateLimiter(RateLimiter):
             pipe = self._redis.pipeline(transaction=False)
             for index in pending:
                 key, limit = hits[index]
-                pipe.evalsha(
-                    self._hit.sha, 1, self._keys.rate(key), limit.count, _ms(limit.window_seconds)
+                pipe.execute_command(
+                    "EVALSHA",
+                    self._hit.sha,
+                    1,
+                    self._keys.rate(key),
+                    limit.count,
+                    _ms(limit.window_seconds),
                 )
             missing: list[int] = []
             for index, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):

@@ -50,6 +50,11 @@ class FactorRow(Base):
     pending_challenge_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)
     activated_at: Mapped[float | None] = mapped_column(Float)
+    platform: Mapped[str | None] = mapped_column(String(16))
+    push_token_ciphertext: Mapped[str | None] = mapped_column(Text)
+    # Ed25519 public key, sealed like the secrets: not secret, but bound to its user and
+    # factor (AES-GCM associated data), so a key swapped in the database never verifies.
+    public_key: Mapped[str | None] = mapped_column(Text)
 
 
 class BackupCodeRow(Base):

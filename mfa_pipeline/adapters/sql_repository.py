@@ -125,6 +125,9 @@ def _factor(row: FactorRow | sa.Row[Any]) -> Factor:
         last_totp_step=row.last_totp_step,
         pending_challenge_id=row.pending_challenge_id,
         label=row.label,
+        platform=row.platform,
+        push_token_ciphertext=row.push_token_ciphertext,
+        public_key=row.public_key,
     )
 
 
@@ -199,6 +202,9 @@ class SqlFactorRepository(FactorRepository):
                     type=factor.type.value,
                     status=factor.status.value,
                     label=factor.label,
+                    platform=factor.platform,
+                    push_token_ciphertext=factor.push_token_ciphertext,
+                    public_key=factor.public_key,
                     secret_ciphertext=factor.secret_ciphertext,
                     phone_ciphertext=factor.phone_ciphertext,
                     phone_last2=factor.phone_last2,
@@ -258,6 +264,39 @@ class SqlFactorRepository(FactorRepository):
                 FactorRow.status == FactorStatus.PENDING.value,
             )
             .values(status=FactorStatus.ACTIVE.value, activated_at=now, pending_challenge_id=None)
+        )
+
+    @translate_db_errors
+    def refresh_push_device(
+        self,
+        user_id: str,
+        factor_id: str,
+        *,
+        push_token_ciphertext: str,
+        label: str | None,
+        platform: str,
+    ) -> bool:
+        return self._conditional_update(
+            sa.update(FactorRow)
+            .where(FactorRow.factor_id == factor_id, FactorRow.user_id == user_id)
+            .values(
+                push_token_ciphertext=push_token_ciphertext,
+                label=label,
+                platform=platform,
+                status=FactorStatus.ACTIVE.value,
+            )
+        )
+
+    @translate_db_errors
+    def deactivate_factor(self, user_id: str, factor_id: str) -> bool:
+        return self._conditional_update(
+            sa.update(FactorRow)
+            .where(
+                FactorRow.factor_id == factor_id,
+                FactorRow.user_id == user_id,
+                FactorRow.status == FactorStatus.ACTIVE.value,
+            )
+            .values(status=FactorStatus.INACTIVE.value)
         )
 
     @translate_db_errors

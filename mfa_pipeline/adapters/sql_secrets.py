@@ -14,7 +14,12 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 _F = FactorRow.__table__.c
-_HAS_SECRET = sa.or_(_F.secret_ciphertext.is_not(None), _F.phone_ciphertext.is_not(None))
+_HAS_SECRET = sa.or_(
+    _F.secret_ciphertext.is_not(None),
+    _F.phone_ciphertext.is_not(None),
+    _F.push_token_ciphertext.is_not(None),
+    _F.public_key.is_not(None),
+)
 
 
 # Compare-and-set: a factor re-enrolled or removed since it was read keeps its own value.
@@ -24,8 +29,15 @@ _REPLACE = (
         _F.factor_id == sa.bindparam("b_id"),
         _F.secret_ciphertext.is_not_distinct_from(sa.bindparam("b_secret")),
         _F.phone_ciphertext.is_not_distinct_from(sa.bindparam("b_phone")),
+        _F.push_token_ciphertext.is_not_distinct_from(sa.bindparam("b_token")),
+        _F.public_key.is_not_distinct_from(sa.bindparam("b_key")),
     )
-    .values(secret_ciphertext=sa.bindparam("a_secret"), phone_ciphertext=sa.bindparam("a_phone"))
+    .values(
+        secret_ciphertext=sa.bindparam("a_secret"),
+        phone_ciphertext=sa.bindparam("a_phone"),
+        push_token_ciphertext=sa.bindparam("a_token"),
+        public_key=sa.bindparam("a_key"),
+    )
 )
 
 
@@ -35,13 +47,20 @@ class SqlSecretRotationRepository(SecretRotationRepository):
 
     @translate_db_errors
     def batch_after(self, factor_id: str | None, *, limit: int) -> list[StoredSecret]:
-        query = sa.select(_F.factor_id, _F.user_id, _F.secret_ciphertext, _F.phone_ciphertext)
+        query = sa.select(
+            _F.factor_id,
+            _F.user_id,
+            _F.secret_ciphertext,
+            _F.phone_ciphertext,
+            _F.push_token_ciphertext,
+            _F.public_key,
+        )
         query = query.where(_HAS_SECRET)
         if factor_id is not None:
             query = query.where(_F.factor_id > factor_id)
         with self._engine.connect() as conn:
             rows = conn.execute(query.order_by(_F.factor_id).limit(limit))
-            return [StoredSecret(r[0], r[1], r[2], r[3]) for r in rows]
+            return [StoredSecret(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     @translate_db_errors
     def replace(self, old: Sequence[StoredSecret], new: Sequence[StoredSecret]) -> int:
@@ -50,8 +69,12 @@ class SqlSecretRotationRepository(SecretRotationRepository):
                 "b_id": before.factor_id,
                 "b_secret": before.secret_ciphertext,
                 "b_phone": before.phone_ciphertext,
+                "b_token": before.push_token_ciphertext,
+                "b_key": before.public_key_ciphertext,
                 "a_secret": after.secret_ciphertext,
                 "a_phone": after.phone_ciphertext,
+                "a_token": after.push_token_ciphertext,
+                "a_key": after.public_key_ciphertext,
             }
             for before, after in zip(old, new, strict=True)
         ]

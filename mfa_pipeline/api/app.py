@@ -18,6 +18,9 @@ from mfa_pipeline.api.routes import (
     challenges,
     firms,
     health,
+    metrics,
+    providers,
+    push,
     trusted_sessions,
     users,
 )
@@ -37,7 +40,9 @@ push approval. Authenticate with `Authorization: Bearer <api key>`. Every error 
 
 def create_app(container: Container) -> FastAPI:
     watcher = ChallengeWatcher(
-        container.settings.redis_url or "", channel_prefix=f"{container.settings.key_prefix}:ev:"
+        container.settings.redis_url or "",
+        channel_prefix=f"{container.settings.key_prefix}:ev:",
+        metrics=container.metrics,
     )
 
     @contextlib.asynccontextmanager
@@ -68,6 +73,9 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(trusted_sessions.router)
     app.include_router(firms.router)
     app.include_router(admin.router)
+    app.include_router(providers.router)
+    app.include_router(metrics.router)
+    app.include_router(push.router)
 
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)

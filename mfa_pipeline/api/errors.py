@@ -11,7 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mfa_pipeline.adapters.crypto import SecretDecryptError
 from mfa_pipeline.domain import errors as e
+from mfa_pipeline.domain.sms_spend import SmsUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -38,6 +40,8 @@ STATUS: dict[type[e.MfaError], int] = {
     e.FactorNotAllowedError: 403,
     e.ActorMfaRequiredError: 409,
     e.ForbiddenError: 403,
+    e.InvalidSignatureError: 401,
+    SmsUnavailableError: 503,
 }
 
 _HTTP_CODES = {
@@ -71,7 +75,7 @@ def status_for(exc: e.MfaError) -> int:
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.MfaError)  # noqa: S101 - registered for MfaError only
     headers: dict[str, str] = {}
-    if isinstance(exc, e.RateLimitedError):
+    if isinstance(exc, e.RateLimitedError | SmsUnavailableError):
         headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, e.UnavailableError):
         headers["Retry-After"] = "1"
@@ -93,6 +97,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    if exc.status_code == 400:  # noqa: PLR2004 - FastAPI's "error parsing the body"
+        # A body json cannot parse at all (e.g. nested thousands deep, a RecursionError inside
+        # the parser): the same answer as malformed JSON, the contract's 422 invalid_request.
+        return error_response(422, "invalid_request", "The body is not valid JSON.", field="body")
     code = _HTTP_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else "Request refused."
     return error_response(exc.status_code, code, message, headers=exc.headers)
@@ -102,6 +110,21 @@ async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
     log.warning("store_unavailable", error=type(exc).__name__)
     return error_response(
         503, "unavailable", "The service is temporarily unavailable.", {"Retry-After": "1"}
+    )
+
+
+async def _secret_unreadable(_: Request, exc: Exception) -> JSONResponse:
+    """A stored secret that does not decrypt: a removed key, or a ciphertext moved to another row.
+
+    Not the caller's fault and not fixable by retrying: an operator must restore the key (or the
+    user enroll again), so it is an alert, never a 500 with a stack trace.
+    """
+    log.error("secret_unreadable", outcome="alert", error=str(exc))
+    return error_response(
+        503,
+        "unavailable",
+        "A stored secret of this user cannot be read right now; use another method.",
+        reason="secret_unreadable",
     )
 
 
@@ -117,4 +140,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(redis.ConnectionError, _redis_down)
     app.add_exception_handler(redis.TimeoutError, _redis_down)
     app.add_exception_handler(kombu.exceptions.OperationalError, _redis_down)  # the broker
+    app.add_exception_handler(SecretDecryptError, _secret_unreadable)
     app.add_exception_handler(Exception, _unexpected)

@@ -36,6 +36,8 @@ class FactorOut(BaseModel):
     created_at: str | None
     activated_at: str | None = None
     phone_masked: str | None = None
+    device_name: str | None = None
+    platform: str | None = None
 
 
 class UserOut(BaseModel):
@@ -116,6 +118,7 @@ class ChallengeOut(BaseModel):
     attempts_remaining: int
     delivery: DeliveryOut
     number_match: str | None = None
+    fraud_reported: bool = False
     # After a verified answer: "keep me logged in" (remember_device) and backup-code warnings.
     trusted_token: str | None = None
     trusted_until: str | None = None
@@ -155,3 +158,35 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+class PushEnrollBody(Request):
+    device_name: Annotated[str, StringConstraints(max_length=128)] | None = None
+    platform: Literal["android", "ios"]
+    push_token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    public_key: Annotated[str, StringConstraints(max_length=128)]
+
+
+class PushEnrollmentOut(BaseModel):
+    factor_id: str
+    type: Literal["push"] = "push"
+    status: str
+    device_id: str
+    device_name: str | None = None
+    platform: str
+    refreshed: bool = False  # a known device (same public key) re-registered: new token
+
+
+class PushResponseBody(Request):
+    challenge_id: Annotated[str, StringConstraints(max_length=64)]
+    device_id: Annotated[str, StringConstraints(max_length=64)]
+    decision: Literal["approve", "deny"]
+    number: Annotated[str, StringConstraints(max_length=8)] | None = None
+    reason: Annotated[str, StringConstraints(max_length=64)] | None = None
+    timestamp: int = Field(ge=0, le=2**40)
+    signature: Annotated[str, StringConstraints(max_length=256)]
+
+
+class PushResponseOut(BaseModel):
+    challenge_id: str
+    status: Literal["approved", "denied"]

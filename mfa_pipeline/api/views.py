@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mfa_pipeline.api.schemas import ChallengeOut, DeliveryOut, FactorOut, UserOut, iso
+from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.factors import Factor, masked_phone
 
 if TYPE_CHECKING:
@@ -20,6 +21,8 @@ def factor_out(factor: Factor) -> FactorOut:
         created_at=iso(factor.created_at),
         activated_at=iso(factor.activated_at),
         phone_masked=masked_phone(factor.phone_last2),
+        device_name=factor.label if factor.type is FactorType.PUSH else None,
+        platform=factor.platform,
     )
 
 
@@ -55,4 +58,5 @@ def challenge_out(view: ChallengeView) -> ChallengeOut:
             updated_at=iso(d.updated_at),
         ),
         number_match=c.number_match,
+        fraud_reported=c.fraud_reported,
     )

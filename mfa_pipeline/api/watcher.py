@@ -15,15 +15,22 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from mfa_pipeline.ports import NullMetrics
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from mfa_pipeline.ports import Metrics
 
 log = structlog.get_logger(__name__)
 
 
 class ChallengeWatcher:
-    def __init__(self, redis_url: str, *, channel_prefix: str) -> None:
+    def __init__(
+        self, redis_url: str, *, channel_prefix: str, metrics: Metrics | None = None
+    ) -> None:
         self._url = redis_url
+        self._metrics = metrics or NullMetrics()  # `mfa_long_poll_waiters`, summed per deployment
         self._prefix = channel_prefix
         self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
         self._redis: aioredis.Redis | None = None
@@ -58,10 +65,12 @@ class ChallengeWatcher:
         channel = self._prefix + challenge_id
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[channel].add(future)
+        self._metrics.long_poll_waiters(1)
         try:
             await self._subscribe(channel)
             yield future
         finally:
+            self._metrics.long_poll_waiters(-1)
             waiters = self._waiters.get(channel)
             if waiters is not None:
                 waiters.discard(future)

@@ -111,6 +111,7 @@ class Challenge:
     last_resend_at: float | None = None
     completed_at: float | None = None
     number_match: str | None = None
+    fraud_reported: bool = False  # the user answered a push "not me"
 
     @property
     def attempts_remaining(self) -> int:

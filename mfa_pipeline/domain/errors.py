@@ -105,3 +105,9 @@ class ForbiddenError(MfaError):
     """The caller may not do this (e.g. an administrator acting on another firm)."""
 
     code = "forbidden"
+
+
+class InvalidSignatureError(MfaError):
+    """A push answer whose signature, device or timestamp does not check out (401)."""
+
+    code = "invalid_signature"

@@ -23,6 +23,11 @@ class SmsDeliveryRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PushDeliveryRequested(Event):
+    """A push challenge must reach the user's phones."""
+
+
+@dataclass(frozen=True, slots=True)
 class ChallengeIssued(Event):
     factor: FactorType
 

@@ -11,6 +11,7 @@ from mfa_pipeline.domain.challenges import FactorType
 class FactorStatus(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
+    INACTIVE = "inactive"  # a push device whose token FCM no longer knows
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,12 @@ class Factor:
     last_totp_step: int | None = None
     pending_challenge_id: str | None = None
     label: str | None = None
+    # Push devices: the platform, the FCM registration token (encrypted: it addresses the
+    # phone) and the Ed25519 public key that checks the device's answers (sealed, so that it
+    # cannot be swapped for another in the database).
+    platform: str | None = None
+    push_token_ciphertext: str | None = None
+    public_key: str | None = None
 
     @property
     def is_active(self) -> bool:

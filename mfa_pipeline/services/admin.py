@@ -16,6 +16,7 @@ from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import ForbiddenError, NotFoundError
 from mfa_pipeline.domain.factors import Factor, FactorStatus
 from mfa_pipeline.services import audit
+from mfa_pipeline.services.push import public_key_context, push_token_context
 from mfa_pipeline.services.verification import phone_context, totp_context
 
 if TYPE_CHECKING:
@@ -217,10 +218,23 @@ class AdminService:
         if row.phone_ciphertext is not None:
             factor = _row_factor(row.user_id, row.factor_id, FactorType.SMS)
             phone = self._box.reencrypt(row.phone_ciphertext, context=phone_context(factor))
-        if secret is None and phone is None:
+        token = key = None
+        if row.push_token_ciphertext is not None or row.public_key_ciphertext is not None:
+            device = _row_factor(row.user_id, row.factor_id, FactorType.PUSH)
+            if row.push_token_ciphertext is not None:
+                token = self._box.reencrypt(
+                    row.push_token_ciphertext, context=push_token_context(device)
+                )
+            if row.public_key_ciphertext is not None:
+                key = self._box.reencrypt(
+                    row.public_key_ciphertext, context=public_key_context(device)
+                )
+        if secret is None and phone is None and token is None and key is None:
             return None
         return replace(
             row,
             secret_ciphertext=secret or row.secret_ciphertext,
             phone_ciphertext=phone or row.phone_ciphertext,
+            push_token_ciphertext=token or row.push_token_ciphertext,
+            public_key_ciphertext=key or row.public_key_ciphertext,
         )

@@ -33,9 +33,15 @@ from mfa_pipeline.domain.errors import (
     TooManyResendsError,
     WrongCodeError,
 )
-from mfa_pipeline.domain.events import ChallengeFinished, ChallengeIssued, SmsDeliveryRequested
+from mfa_pipeline.domain.events import (
+    ChallengeFinished,
+    ChallengeIssued,
+    PushDeliveryRequested,
+    SmsDeliveryRequested,
+)
 from mfa_pipeline.domain.factors import AUTO_PREFERENCE, Factor, FactorStatus
-from mfa_pipeline.ports import Transition
+from mfa_pipeline.domain.push import new_number_match
+from mfa_pipeline.ports import NullMetrics, Transition
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, ensure_open, raise_for_blocked
 
@@ -49,14 +55,27 @@ if TYPE_CHECKING:
         Clock,
         EventPublisher,
         FactorRepository,
+        Metrics,
+        PushGuard,
         RateLimiter,
         SecretBox,
     )
     from mfa_pipeline.services.audit import Auditor
     from mfa_pipeline.services.backup_codes import BackupCodeService
     from mfa_pipeline.services.policies import PolicyService
+    from mfa_pipeline.services.sms_spend import SmsSendGate, SmsTicket
 
 log = structlog.get_logger(__name__)
+
+# The rate-limit key prefixes by the name operators see (`limit` in logs and metrics).
+LIMIT_NAMES = {
+    "cu": "challenges_per_user",
+    "ci": "challenges_per_ip",
+    "vu": "verifications_per_user",
+    "vi": "verifications_per_ip",
+}
+
+DONE = Transition.DONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +93,21 @@ class ChallengeView:
 class RateLimits:
     """Per-user and per-IP windows on creating and on verifying challenges."""
 
-    def __init__(self, limiter: RateLimiter, rules: ChallengeRules) -> None:
+    def __init__(
+        self, limiter: RateLimiter, rules: ChallengeRules, metrics: Metrics | None = None
+    ) -> None:
         self._limiter = limiter
         self._rules = rules
+        self._metrics = metrics or NullMetrics()
 
     def _check(self, hits: list[tuple[str, RateLimit]], now: float, what: str) -> None:
         waits = self._limiter.hit_many(hits, now=now)
         wait = max(waits)
         if wait > 0:
-            limited = hits[waits.index(wait)][0].split(":", 1)[0]
+            prefix = hits[waits.index(wait)][0].split(":", 1)[0]
+            limited = LIMIT_NAMES.get(prefix, prefix)
             log.warning("rate_limited", limit=limited, outcome="rejected")
+            self._metrics.rate_limited(limit=limited)
             raise RateLimitedError(
                 f"Too many {what}; try again later.", retry_after=math.ceil(wait)
             )
@@ -123,8 +147,15 @@ class ChallengeService:
         backup_codes: BackupCodeService | None = None,
         policies: PolicyService | None = None,
         auditor: Auditor | None = None,
+        push_guard: PushGuard | None = None,
+        sms_gate: SmsSendGate | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or NullMetrics()
+        # SMS pumping and bombing limits; enrollment admits its confirmation SMS through it too.
+        self.sms_gate = sms_gate
+        self._push_guard = push_guard
         self._policies = policies
         self._auditor = auditor
         self._factors = factors
@@ -133,7 +164,7 @@ class ChallengeService:
         self._clock = clock
         self._rules = rules
         self._shards = shards
-        self.limits = RateLimits(limiter, rules)
+        self.limits = RateLimits(limiter, rules, self._metrics)
         self._verifier = CodeVerifier(store=store, factors=factors, secrets=secrets)
 
     # --- issuing -----------------------------------------------------------------------------
@@ -169,12 +200,53 @@ class ChallengeService:
         # A code sent along is a verification too: both windows count, in one round trip.
         self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
         challenge = self._new_challenge(user_id, chosen, context, now, ChallengePurpose.LOGIN)
+        if chosen.type is FactorType.PUSH:
+            challenge = self._admit_push(challenge, factors, factor, context, now)
+        if challenge.factor is FactorType.SMS and self.sms_gate is not None:
+            sms_factor = next(f for f in factors if f.factor_id == challenge.factor_id)
+            self.sms_gate.admit_factor(sms_factor)
         if normalized is not None:
             check = functools.partial(self._verifier.check_totp, None, chosen, normalized, now=now)
             return self._issue_checked(challenge, check, now)
-        self._store.create(challenge)
+        try:
+            self._store.create(challenge)
+        except Exception:
+            if challenge.factor is FactorType.PUSH and self._push_guard is not None:
+                # Not created: it must not hold one of the user's pending-push slots.
+                self._push_guard.release(challenge.user_id, challenge.challenge_id)
+            raise
         self._after_create(challenge)
         return ChallengeView(challenge, challenge.status)
+
+    def _admit_push(
+        self,
+        challenge: Challenge,
+        factors: list[Factor],
+        requested: RequestedFactor,
+        context: RequestContext,
+        now: float,
+    ) -> Challenge:
+        """Push fatigue limits; `auto` falls back to the next factor when push is refused."""
+        if self._push_guard is None:
+            return challenge
+        wait = self._push_guard.admit(
+            challenge.user_id, challenge.challenge_id, now=now, expires_at=challenge.expires_at
+        )
+        if wait <= 0:
+            return challenge
+        log.warning("push_refused", user_id=challenge.user_id, outcome="push_limited")
+        if requested is RequestedFactor.AUTO:
+            others = [f for f in factors if f.type is not FactorType.PUSH]
+            if any(f.is_active for f in others):
+                fallback = self._choose_factor(others, RequestedFactor.AUTO, None)
+                return self._new_challenge(
+                    challenge.user_id, fallback, context, now, ChallengePurpose.LOGIN
+                )
+        raise RateLimitedError(
+            "Too many approval requests were sent to this user's phone; "
+            "try again later or use another method.",
+            retry_after=math.ceil(wait),
+        )
 
     def _issue_backup_code(
         self, user_id: str, context: RequestContext, code: str | None
@@ -246,6 +318,7 @@ class ChallengeService:
             max_attempts=self._rules.max_attempts,
             context=context,
             delivery=Delivery(DeliveryStatus.QUEUED if queued else DeliveryStatus.NOT_APPLICABLE),
+            number_match=new_number_match() if factor.type is FactorType.PUSH else None,
         )
 
     def _after_create(self, challenge: Challenge) -> None:
@@ -256,12 +329,20 @@ class ChallengeService:
             factor=challenge.factor.value,
             application=challenge.context.application,
         )
+        if challenge.purpose is ChallengePurpose.LOGIN:
+            self._metrics.challenge_created(
+                factor=challenge.factor.value, application=challenge.context.application
+            )
         self._publisher.publish(
             ChallengeIssued(challenge.challenge_id, challenge.user_id, challenge.factor)
         )
         if challenge.factor is FactorType.SMS:
             self._publisher.publish(
                 SmsDeliveryRequested(challenge.challenge_id, challenge.user_id, seq=0)
+            )
+        elif challenge.factor is FactorType.PUSH and challenge.status is ChallengeStatus.PENDING:
+            self._publisher.publish(
+                PushDeliveryRequested(challenge.challenge_id, challenge.user_id)
             )
 
     def _issue_checked(
@@ -419,8 +500,16 @@ class ChallengeService:
             challenge_id=challenge.challenge_id,
             user_id=challenge.user_id,
             factor=challenge.factor.value,
+            application=challenge.context.application,
             outcome=status.value,
         )
+        factor, application = challenge.factor.value, challenge.context.application
+        if status is ChallengeStatus.VERIFIED:
+            self._metrics.challenge_verified(factor=factor, application=application)
+        else:
+            self._metrics.challenge_failed(
+                factor=factor, application=application, reason=status.value
+            )
         self._publisher.publish(
             ChallengeFinished(
                 challenge.challenge_id,
@@ -440,12 +529,15 @@ class ChallengeService:
             raise NotFoundError("No such challenge.")
         if challenge.factor is not FactorType.SMS:
             raise InvalidRequestError("Only SMS challenges can be resent.", field="challenge_id")
+        ticket = self._admit_resend(challenge, now)
         result = self._store.request_resend(
             challenge_id,
             now=now,
             max_resends=self._rules.max_resends,
             min_interval=self._rules.resend_interval_seconds,
         )
+        if ticket is not None and self.sms_gate is not None and result.transition is not DONE:
+            self.sms_gate.refund(ticket)  # refused after all (a race): nothing was sent
         if result.transition is Transition.TOO_SOON:
             raise RateLimitedError(
                 "Wait a little before asking for another code.",
@@ -467,3 +559,22 @@ class ChallengeService:
             seq=result.seq,
         )
         return self.get(challenge_id)
+
+    def _admit_resend(self, challenge: Challenge, now: float) -> SmsTicket | None:
+        """Count the resend's SMS against the pumping limits, unless the store would refuse it.
+
+        The store's own checks (open, under the resend limit, not too soon) are read first from
+        the challenge: a hammered resend button must not spend the deployment's SMS budget.
+        """
+        if self.sms_gate is None:
+            return None
+        ensure_open(challenge, now)
+        if challenge.resends >= self._rules.max_resends:
+            return None  # the store answers `exhausted`
+        last = challenge.last_resend_at or challenge.created_at
+        if last + self._rules.resend_interval_seconds > now:
+            return None  # the store answers `too_soon`
+        factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
+        if factor is None:
+            raise FactorNotEnrolledError("The challenge's factor was removed.")
+        return self.sms_gate.admit_factor(factor)

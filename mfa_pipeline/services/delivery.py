@@ -13,11 +13,17 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from mfa_pipeline.domain.challenges import ChallengeStatus, DeliveryStatus, FactorType
+from mfa_pipeline.domain.challenges import (
+    ChallengePurpose,
+    ChallengeStatus,
+    DeliveryStatus,
+    FactorType,
+)
 from mfa_pipeline.domain.codes import code_digest, generate_code
 from mfa_pipeline.domain.events import ChallengeFinished
-from mfa_pipeline.ports import SmsPermanentError, SmsTransientError, Transition
+from mfa_pipeline.ports import NullMetrics, SmsPermanentError, SmsTransientError, Transition
 from mfa_pipeline.services import audit
+from mfa_pipeline.services.delivery_status import status_callback_url as callback_url_for
 from mfa_pipeline.services.verification import phone_context
 
 if TYPE_CHECKING:
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
         Clock,
         EventPublisher,
         FactorRepository,
+        Metrics,
         SecretBox,
         SmsSender,
     )
@@ -54,10 +61,12 @@ class SmsDeliveryService:
         publisher: EventPublisher,
         clock: Clock,
         code_ttl_seconds: int,
-        status_callback_url: str | None = None,
+        status_callback_url: str | None = None,  # the base; each send adds its challenge
         auditor: Auditor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or NullMetrics()
         self._auditor = auditor
         self._factors = factors
         self._sender = sender
@@ -99,9 +108,16 @@ class SmsDeliveryService:
         started = self._clock.now()
         try:
             receipt = self._sender.send(
-                to=phone, body=sms_body(code, self._ttl), status_callback=self._status_callback
+                to=phone,
+                body=sms_body(code, self._ttl),
+                status_callback=(
+                    callback_url_for(self._status_callback, challenge_id, seq)
+                    if self._status_callback
+                    else None
+                ),
             )
         except SmsTransientError as exc:
+            self._metrics.provider_error(channel="sms", provider_error_code=exc.code or "transient")
             if final_attempt:
                 return self._fail(challenge, seq, exc.code or "transient", bound)
             self._store.record_delivery(
@@ -114,6 +130,7 @@ class SmsDeliveryService:
             bound.warning("sms_retrying", provider_error_code=exc.code)
             return DeliveryOutcome.RETRY
         except SmsPermanentError as exc:
+            self._metrics.provider_error(channel="sms", provider_error_code=exc.code or "rejected")
             return self._fail(challenge, seq, exc.code or "rejected", bound)
         self._store.record_delivery(
             challenge_id,
@@ -122,11 +139,18 @@ class SmsDeliveryService:
             now=self._clock.now(),
             provider_id=receipt.provider_id,
         )
+        # From the request of this send: the creation, or the resend that began sequence `seq`.
+        requested_at = challenge.created_at
+        if seq > 0 and challenge.last_resend_at is not None:
+            requested_at = challenge.last_resend_at
+        latency = max(0.0, self._clock.now() - requested_at)
+        self._metrics.delivery_latency(channel="sms", seconds=latency)
         bound.info(
             "sms_sent",
             outcome="sent",
             provider_id=receipt.provider_id,
             latency_ms=round((self._clock.now() - challenge.created_at) * 1000, 1),
+            delivery_latency_seconds=round(latency, 4),
             provider_ms=round((self._clock.now() - started) * 1000, 1),
         )
         return DeliveryOutcome.SENT
@@ -144,6 +168,12 @@ class SmsDeliveryService:
         )
         bound.warning("sms_failed", outcome="failed", provider_error_code=error_code)
         if result.transition is Transition.DONE and result.status is ChallengeStatus.FAILED:
+            if challenge.purpose is ChallengePurpose.LOGIN:
+                self._metrics.challenge_failed(
+                    factor=challenge.factor.value,
+                    application=challenge.context.application,
+                    reason=ChallengeStatus.FAILED.value,
+                )
             if self._auditor is not None:
                 self._auditor.record(
                     audit.DELIVERY_FAILED,

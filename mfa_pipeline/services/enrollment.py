@@ -178,6 +178,8 @@ class EnrollmentService:
         # Limits first (a refusal stores nothing), then the factor is committed before its
         # challenge is queued: the worker must find it.
         self._challenges.limits.on_create(user_id, context.ip, self._clock.now())
+        if self._challenges.sms_gate is not None:
+            self._challenges.sms_gate.admit_number(number.e164, user_id=user_id)
         self._factors.add_factor(factor)
         challenge = self._challenges.issue_for_enrollment(factor, context=context)
         self._factors.set_pending_challenge(user_id, factor.factor_id, challenge.challenge_id)

@@ -8,10 +8,11 @@ import structlog
 
 from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType
 from mfa_pipeline.domain.events import ChallengeFinished
+from mfa_pipeline.ports import NullMetrics
 from mfa_pipeline.services import audit
 
 if TYPE_CHECKING:
-    from mfa_pipeline.ports import ChallengeStore, Clock, EventPublisher
+    from mfa_pipeline.ports import ChallengeStore, Clock, EventPublisher, Metrics
     from mfa_pipeline.services.audit import Auditor
 
 log = structlog.get_logger(__name__)
@@ -26,8 +27,10 @@ class SweepService:
         clock: Clock,
         batch_size: int,
         auditor: Auditor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or NullMetrics()
         self._auditor = auditor
         self._publisher = publisher
         self._clock = clock
@@ -42,8 +45,10 @@ class SweepService:
                 challenge_id=item.challenge_id,
                 user_id=item.user_id,
                 factor=item.factor,
+                application=item.application,
                 outcome="expired",
             )
+            self._metrics.challenge_expired(factor=item.factor, application=item.application)
             if self._auditor is not None:
                 self._auditor.record(
                     audit.CHALLENGE_EXPIRED,

@@ -3,11 +3,16 @@
 The real `twilio` client is pointed at it (`client.api.base_url`), so requests, auth, form
 encoding and error JSON all go through the same code as in production. Tests script its
 answers (`fail_next`, `delay`) and read what it accepted (`messages`, `wait_for_messages`).
+
+A message created with a `StatusCallback` URL gets Twilio's delivery reports afterwards, from
+another thread, as Twilio posts them: form-encoded, signed in `X-Twilio-Signature` with the auth
+token (`callback_statuses` scripts which ones, in order; `callbacks` records the answers).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import re
@@ -19,7 +24,9 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
-from urllib.parse import parse_qs
+from urllib.error import HTTPError
+from urllib.parse import parse_qs, urlencode
+from urllib.request import Request, urlopen
 
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 
@@ -72,6 +79,10 @@ class FakeTwilio:
         self.messages: list[dict[str, Any]] = []  # accepted, as form fields + sid + received_at
         self.requests_count = 0  # every POST, refused ones included
         self.delay = 0.0  # seconds to wait before answering (client timeouts)
+        # Delivery reports posted to each message's StatusCallback, in this order.
+        self.callback_statuses: list[str] = ["sent", "delivered"]
+        self.callback_error_code: str | None = None  # sent along with undelivered/failed
+        self.callbacks: list[tuple[str, int]] = []  # (MessageStatus, HTTP status answered)
         self._failures: list[ScriptedFailure] = []
         self._changed = threading.Condition()
         self._stopping = threading.Event()
@@ -119,6 +130,54 @@ class FakeTwilio:
             if not self._changed.wait_for(lambda: len(self.messages) >= count, timeout):
                 raise AssertionError(f"{len(self.messages)} of {count} messages arrived")
             return list(self.messages)
+
+    def wait_for_callbacks(self, count: int, timeout: float = 10.0) -> list[tuple[str, int]]:
+        """Block until `count` status callbacks were answered; a copy of them all."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.callbacks) >= count, timeout):
+                raise AssertionError(f"{len(self.callbacks)} of {count} callbacks answered")
+            return list(self.callbacks)
+
+    # --- status callbacks ----------------------------------------------------------------
+
+    def _report(self, message: dict[str, Any]) -> None:
+        """Post each scripted status for `message` to its StatusCallback, signed."""
+        for status in list(self.callback_statuses):
+            form = {
+                "AccountSid": self.account_sid,
+                "ApiVersion": "2010-04-01",
+                "From": message["From"],
+                "To": message["To"],
+                "MessageSid": message["sid"],
+                "SmsSid": message["sid"],
+                "MessageStatus": status,
+                "SmsStatus": status,
+            }
+            if status in {"undelivered", "failed"} and self.callback_error_code:
+                form["ErrorCode"] = self.callback_error_code
+            answered = self._post_callback(message["StatusCallback"], form)
+            with self._changed:
+                self.callbacks.append((status, answered))
+                self._changed.notify_all()
+
+    def _post_callback(self, url: str, form: dict[str, str]) -> int:
+        request = Request(  # noqa: S310 - the callback URL the test configured, on loopback
+            url,
+            data=urlencode(form).encode(),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": twilio_signature(self.auth_token, url, form),
+                "User-Agent": "TwilioProxy/1.1",
+            },
+            method="POST",
+        )
+        try:
+            with urlopen(request, timeout=5) as answer:  # noqa: S310
+                return int(answer.status)
+        except HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return 0
 
     # --- the server side -----------------------------------------------------------------
 
@@ -202,7 +261,16 @@ class FakeTwilio:
                 if not fake._authorized(match["sid"], self.headers.get("Authorization")):
                     self._answer(401, twilio_error(401))
                     return
-                self._answer(*fake._create(form))
+                status, body = fake._create(form)
+                self._answer(status, body)
+                if status == 201 and form.get("StatusCallback"):
+                    message = {**form, "sid": body["sid"]}
+                    threading.Thread(
+                        target=fake._report,
+                        args=(message,),
+                        name="fake-twilio-callbacks",
+                        daemon=True,
+                    ).start()
 
         return Handler
 
@@ -216,3 +284,14 @@ def _missing_field(form: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
     if not form.get("Body"):
         return 400, twilio_error(400, 21602, "Message body is required.")
     return None
+
+
+def twilio_signature(auth_token: str, url: str, form: dict[str, str]) -> str:
+    """Twilio's webhook signature, written out independently of the client library.
+
+    HMAC-SHA1 keyed with the auth token over the full URL followed by each POST field's name
+    and value, in name order; base64.
+    """
+    payload = url + "".join(name + form[name] for name in sorted(form))
+    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()

@@ -1,0 +1,120 @@
+"""`mfa-pipeline device ...`: the device simulator from the command line (development).
+
+    mfa-pipeline device register alice          # a key pair, registered as alice's phone
+    mfa-pipeline device pushes                  # what the outbox delivered to it
+    mfa-pipeline device approve --number 42     # answer the newest push, signed
+    mfa-pipeline device deny --not-me           # or deny it, reporting fraud
+
+State lives in `<data dir>/device.json` (or `--state`). The API is reached at `--api`
+(default http://127.0.0.1:8000) with the key of `MFA_API_KEYS` or the generated dev key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import httpx
+
+from mfa_pipeline.config import load_settings
+from mfa_pipeline.device import SimulatedDevice
+from mfa_pipeline.devkeys import dev_api_key, with_dev_keys
+
+_API = click.option("--api", default="http://127.0.0.1:8000", show_default=True)
+_STATE = click.option(
+    "--state", type=click.Path(path_type=Path), default=None, help="Device state file."
+)
+
+
+def _state_path(state: Path | None) -> Path:
+    return state or load_settings().data_dir / "device.json"
+
+
+def _load(state: Path | None) -> SimulatedDevice:
+    path = _state_path(state)
+    if not path.exists():
+        raise click.ClickException(f"No simulated device yet ({path}): run `device register`.")
+    return SimulatedDevice.load(path)
+
+
+def _client(api: str) -> httpx.Client:
+    settings = with_dev_keys(load_settings())
+    configured = [entry.partition(":")[2] for entry in settings.api_keys]
+    key = dev_api_key(settings) or next(iter(configured), None)
+    if not key:
+        raise click.ClickException("No API key: set MFA_API_KEYS.")
+    return httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+
+@click.group()
+def device() -> None:
+    """A simulated phone: register it, read its pushes, approve or deny them."""
+
+
+@device.command("register")
+@click.argument("user_id")
+@click.option("--name", default="Simulated phone", show_default=True)
+@_API
+@_STATE
+def register(user_id: str, name: str, api: str, state: Path | None) -> None:
+    """Generate a key pair and register this device as USER_ID's phone."""
+    simulated = SimulatedDevice.generate(name)
+    with _client(api) as client:
+        try:
+            simulated.register(client, user_id)
+        except httpx.HTTPStatusError as exc:
+            raise click.ClickException(exc.response.text) from None
+    simulated.save(_state_path(state))
+    click.echo(f"Registered device {simulated.device_id} for {user_id}.")
+
+
+@device.command("pushes")
+@_STATE
+def pushes(state: Path | None) -> None:
+    """The pushes delivered to this device through the outbox provider, oldest first."""
+    simulated = _load(state)
+    found = simulated.pushes(load_settings().outbox_path)
+    if not found:
+        click.echo("No pushes yet.", err=True)
+    for data in found:
+        click.echo(
+            f"{data.get('challenge_id')}  numbers {data.get('number_choices')}  "
+            f"{data.get('application')} from {data.get('ip')} ({data.get('user_agent')}), "
+            f"expires {data.get('expires_at')}"
+        )
+
+
+def _answer(state: Path | None, api: str, challenge_id: str | None, **kwargs: object) -> None:
+    simulated = _load(state)
+    if challenge_id is None:
+        found = simulated.pushes(load_settings().outbox_path)
+        if not found:
+            raise click.ClickException("No push to answer.")
+        challenge_id = str(found[-1]["challenge_id"])
+    body = simulated.answer(challenge_id, **kwargs)  # type: ignore[arg-type]
+    with httpx.Client(base_url=api, timeout=10) as client:  # the device needs no API key
+        answer = client.post("/v1/push/responses", json=body)
+    click.echo(json.dumps(answer.json()))
+    if answer.status_code != 200:  # noqa: PLR2004
+        raise SystemExit(1)
+
+
+@device.command("approve")
+@click.option("--challenge", "challenge_id", default=None, help="Default: the newest push.")
+@click.option("--number", required=True, help="The number the login page shows.")
+@_API
+@_STATE
+def approve(challenge_id: str | None, number: str, api: str, state: Path | None) -> None:
+    """Approve a push, picking the number the login page shows."""
+    _answer(state, api, challenge_id, decision="approve", number=number)
+
+
+@device.command("deny")
+@click.option("--challenge", "challenge_id", default=None, help="Default: the newest push.")
+@click.option("--not-me", is_flag=True, help="Report the login as not yours (blocks pushes).")
+@_API
+@_STATE
+def deny(challenge_id: str | None, not_me: bool, api: str, state: Path | None) -> None:
+    """Deny a push; with --not-me, report it as fraud."""
+    _answer(state, api, challenge_id, decision="deny", reason="not_me" if not_me else None)

@@ -1,0 +1,76 @@
+"""SMS pumping (toll fraud) and SMS bombing limits, as plain values.
+
+An attacker who can make us text numbers of their choosing earns a share of what premium-range
+numbers cost us, or floods one victim's phone. The limits count SMS per destination number,
+per number prefix (a block of consecutive numbers, the shape premium ranges are leased in) and
+per country, over sliding windows; a deployment-wide circuit breaker caps the SMS per minute
+whatever the destinations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from mfa_pipeline.domain.errors import MfaError
+
+if TYPE_CHECKING:
+    from mfa_pipeline.domain.limits import RateLimit
+
+# The global breaker's window: its setting reads "SMS per minute".
+BREAKER_WINDOW_SECONDS = 60
+
+
+class SmsLimitScope(StrEnum):
+    """Which limit refused an SMS (told to the login backend; it names no number)."""
+
+    NUMBER = "sms_number"
+    PREFIX = "sms_prefix"
+    COUNTRY = "sms_country"
+    CIRCUIT = "sms_circuit"
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSpendLimits:
+    per_number: RateLimit
+    per_prefix: RateLimit
+    per_country: RateLimit
+    # Deployment-wide SMS per minute before the breaker opens, and how long it stays open.
+    breaker_per_minute: int
+    breaker_cooldown_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class SmsDestination:
+    """Where an SMS would go, as the limits see it: the E.164 number, its block, its country."""
+
+    number: str
+    prefix: str
+    country: str
+
+
+@dataclass(frozen=True, slots=True)
+class SmsAdmission:
+    """The answer to "may we send one more SMS there now?".
+
+    `ticket` names the counted send so that it can be handed back (`refund`) when the request
+    fails afterwards for another reason; `opened` is true only for the one call that opened the
+    breaker, so the alert is logged once per opening across every process.
+    """
+
+    allowed: bool
+    ticket: str = ""
+    scope: SmsLimitScope | None = None
+    retry_after: float = 0.0
+    opened: bool = False
+
+
+class SmsUnavailableError(MfaError):
+    """SMS are paused deployment-wide: the spend circuit breaker is open (503, Retry-After)."""
+
+    code = "sms_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = max(1, retry_after)

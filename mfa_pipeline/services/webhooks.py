@@ -1,0 +1,98 @@
+"""The result webhook: the login backend is told when a challenge reaches a final state.
+
+An alternative to long-polling: a worker on the `webhooks` queue POSTs one JSON body per final
+status to `MFA_RESULT_WEBHOOK_URL`, signed with HMAC-SHA256 under
+`MFA_RESULT_WEBHOOK_SECRET`. The `X-MFA-Signature: t=<unix seconds>,v1=<hex>` header signs
+`<t>.<body>`, so a receiver checks the signature in constant time and refuses old timestamps
+(replays). Delivery is at least once: the body's `id` is the same on every retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import structlog
+
+from mfa_pipeline.ports import WebhookError
+
+if TYPE_CHECKING:
+    from mfa_pipeline.ports import Clock, WebhookSender
+
+log = structlog.get_logger(__name__)
+
+SIGNATURE_HEADER = "X-MFA-Signature"
+
+
+class WebhookOutcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify_signature(
+    secret: str, header: str, body: bytes, *, now: float, tolerance: int = 300
+) -> bool:
+    """For receivers (and tests): the signature matches and is at most `tolerance` s old."""
+    parts = dict(p.partition("=")[::2] for p in header.split(","))
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        return False
+    expected = sign(secret, timestamp, body)
+    return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, header)
+
+
+class ResultWebhooks:
+    def __init__(self, *, url: str, secret: str, sender: WebhookSender, clock: Clock) -> None:
+        self._url = url
+        self._secret = secret
+        self._sender = sender
+        self._clock = clock
+
+    def deliver(
+        self,
+        *,
+        challenge_id: str,
+        user_id: str,
+        factor: str,
+        status: str,
+        application: str | None,
+        final_attempt: bool = False,
+    ) -> WebhookOutcome:
+        now = int(self._clock.now())
+        body = json.dumps(
+            {
+                "id": f"{challenge_id}:{status}",
+                "type": "challenge.finished",
+                "challenge_id": challenge_id,
+                "user_id": user_id,
+                "factor": factor,
+                "status": status,
+                "application": application,
+            },
+            separators=(",", ":"),
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self._secret, now, body),
+        }
+        bound = log.bind(challenge_id=challenge_id, user_id=user_id, outcome=status)
+        try:
+            self._sender.post(self._url, body, headers)
+        except WebhookError as exc:
+            if exc.retryable and not final_attempt:
+                bound.warning("webhook_retrying", error_code=exc.code)
+                return WebhookOutcome.RETRY
+            bound.warning("webhook_failed", error_code=exc.code)
+            return WebhookOutcome.FAILED
+        bound.info("webhook_sent")
+        return WebhookOutcome.SENT

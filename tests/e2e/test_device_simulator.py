@@ -1,0 +1,71 @@
+"""`mfa-pipeline device`: register, read the push in the outbox, approve it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from click.testing import CliRunner
+
+from mfa_pipeline.cli import main
+from tests.fixtures.pipeline import MANAGE_KEY, new_user_id, wait_until
+
+if TYPE_CHECKING:
+    import httpx
+
+    from mfa_pipeline.config import Settings
+    from tests.fixtures.pipeline import ApiServer
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"push_provider": "outbox"}
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("MFA_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("MFA_API_KEYS", f"manage:{MANAGE_KEY}")
+    return CliRunner()
+
+
+def test_a_push_login_with_the_simulated_device(
+    api: httpx.Client, api_server: ApiServer, cli: CliRunner
+) -> None:
+    user_id = new_user_id()
+    api.put(f"/v1/users/{user_id}", json={})
+    registered = cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
+    assert registered.exit_code == 0, registered.output
+    challenge = api.post("/v1/challenges", json={"user_id": user_id, "factor": "auto"}).json()
+    assert challenge["factor"] == "push"
+
+    def pushed() -> str | None:
+        listed = cli.invoke(main, ["device", "pushes"])
+        return listed.output if challenge["challenge_id"] in listed.output else None
+
+    listing = wait_until(pushed)
+    assert challenge["number_match"] in listing
+    approved = cli.invoke(
+        main, ["device", "approve", "--number", challenge["number_match"], "--api", api_server.url]
+    )
+    assert approved.exit_code == 0, approved.output
+    assert '"approved"' in approved.output
+    status = api.get(f"/v1/challenges/{challenge['challenge_id']}").json()["status"]
+    assert status == "approved"
+
+
+def test_a_second_answer_from_the_simulator_fails_clearly(
+    api: httpx.Client, api_server: ApiServer, cli: CliRunner
+) -> None:
+    user_id = new_user_id()
+    api.put(f"/v1/users/{user_id}", json={})
+    cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
+    challenge = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"}).json()
+    wait_until(lambda: challenge["challenge_id"] in cli.invoke(main, ["device", "pushes"]).output)
+    first = cli.invoke(main, ["device", "deny", "--not-me", "--api", api_server.url])
+    assert '"denied"' in first.output
+    again = cli.invoke(main, ["device", "deny", "--api", api_server.url])
+    assert again.exit_code == 1
+    assert "challenge_completed" in again.output

@@ -1,0 +1,117 @@
+"""The SMS send gate: region lists at send time, clear errors, logs without phone numbers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+from structlog.testing import capture_logs
+
+from mfa_pipeline.adapters.crypto import AesGcmSecretBox, generate_key, parse_keys
+from mfa_pipeline.adapters.sms_spend import InMemorySmsSpendGuard
+from mfa_pipeline.clock import FrozenClock
+from mfa_pipeline.domain.challenges import FactorType
+from mfa_pipeline.domain.errors import InvalidPhoneError, RateLimitedError
+from mfa_pipeline.domain.factors import Factor, FactorStatus
+from mfa_pipeline.domain.limits import RateLimit
+from mfa_pipeline.domain.sms_spend import SmsSpendLimits, SmsUnavailableError
+from mfa_pipeline.services.sms_spend import SmsSendGate
+from mfa_pipeline.services.verification import phone_context
+
+LIMITS = SmsSpendLimits(
+    per_number=RateLimit(2, 3600),
+    per_prefix=RateLimit(50, 3600),
+    per_country=RateLimit(50, 3600),
+    breaker_per_minute=3,
+    breaker_cooldown_seconds=60,
+)
+UK = "+447400123456"
+
+
+def make_gate(**regions: list[str]) -> tuple[SmsSendGate, AesGcmSecretBox, FrozenClock]:
+    box = AesGcmSecretBox(parse_keys([generate_key()]))
+    clock = FrozenClock(1_700_000_000.0)
+    gate = SmsSendGate(
+        guard=InMemorySmsSpendGuard(limits=LIMITS),
+        secrets_box=box,
+        clock=clock,
+        limits=LIMITS,
+        allowed_regions=regions.get("allowed", []),
+        denied_regions=regions.get("denied", []),
+    )
+    return gate, box, clock
+
+
+def sms_factor(box: AesGcmSecretBox, number: str) -> Factor:
+    base = Factor("f_1", "alice", FactorType.SMS, FactorStatus.ACTIVE, created_at=0.0)
+    return Factor(
+        "f_1",
+        "alice",
+        FactorType.SMS,
+        FactorStatus.ACTIVE,
+        created_at=0.0,
+        phone_ciphertext=box.encrypt(number, context=phone_context(base)),
+        phone_last2=number[-2:],
+    )
+
+
+def test_an_enrolled_number_in_a_newly_denied_region_gets_no_more_codes() -> None:
+    gate, box, _ = make_gate(denied=["gb"])
+    with pytest.raises(InvalidPhoneError) as refused:
+        gate.admit_factor(sms_factor(box, UK))
+    assert refused.value.details["region"] == "GB"
+
+
+def test_a_number_outside_the_allowed_regions_gets_no_codes() -> None:
+    gate, _, _ = make_gate(allowed=["US", "CA"])
+    with pytest.raises(InvalidPhoneError):
+        gate.admit_number(UK, user_id="alice")
+    gate.admit_number("+12015550123", user_id="alice")
+
+
+def test_a_number_over_its_limit_is_rate_limited_with_the_scope_and_a_wait() -> None:
+    gate, box, _ = make_gate()
+    factor = sms_factor(box, UK)
+    gate.admit_factor(factor)
+    gate.admit_factor(factor)
+    with pytest.raises(RateLimitedError) as refused:
+        gate.admit_factor(factor)
+    assert refused.value.details == {"limit": "sms_number"}
+    assert refused.value.retry_after == 3600
+
+
+def test_a_refunded_send_can_be_used_again() -> None:
+    gate, _, _ = make_gate()
+    gate.admit_number(UK, user_id="alice")
+    gate.refund(gate.admit_number(UK, user_id="alice"))
+    gate.admit_number(UK, user_id="alice")
+
+
+def test_the_open_breaker_alerts_once_and_refuses_with_sms_unavailable() -> None:
+    gate, _, clock = make_gate()
+    for n in range(3):
+        gate.admit_number(f"+1201555{n:04d}", user_id="alice")
+    with capture_logs() as logs:
+        for n in range(5):
+            with pytest.raises(SmsUnavailableError) as refused:
+                gate.admit_number(f"+1202555{n:04d}", user_id="bob")
+            assert refused.value.code == "sms_unavailable"
+            assert 1 <= refused.value.retry_after <= 60
+    assert [e["event"] for e in logs].count("sms_circuit_open") == 1
+    clock.advance(61)
+    gate.admit_number("+12025550000", user_id="bob")
+
+
+def test_refusal_logs_never_carry_the_phone_number() -> None:
+    gate, _, _ = make_gate(denied=["FR"])
+    with capture_logs() as logs:
+        for _ in range(3):
+            with contextlib.suppress(RateLimitedError):
+                gate.admit_number(UK, user_id="alice")
+        with pytest.raises(InvalidPhoneError):
+            gate.admit_number("+33612345678", user_id="alice")
+    text = json.dumps(logs)
+    assert logs
+    assert "7400123456" not in text
+    assert "612345678" not in text
