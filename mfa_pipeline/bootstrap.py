@@ -398,6 +398,7 @@ def bootstrap(
             clock=clock,
             guard=push_guard,
             auditor=auditor,
+            metrics=metrics,
         ),
         push_answers=PushAnswers(
             store=store,
@@ -407,6 +408,7 @@ def bootstrap(
             clock=clock,
             guard=push_guard,
             auditor=auditor,
+            metrics=metrics,
         ),
         delivery_status=DeliveryStatusService(
             store=store,

@@ -39,6 +39,7 @@ from mfa_pipeline.domain.push import (
     timestamp_fresh,
 )
 from mfa_pipeline.ports import (
+    NullMetrics,
     PushPermanentError,
     PushTransientError,
     PushUnregisteredError,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         Clock,
         EventPublisher,
         FactorRepository,
+        Metrics,
         PushGuard,
         PushSender,
         SecretBox,
@@ -240,7 +242,9 @@ class PushDeliveryService:
         clock: Clock,
         guard: PushGuard | None = None,
         auditor: Auditor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or NullMetrics()
         self._store = store
         self._factors = factors
         self._sender = sender
@@ -280,7 +284,11 @@ class PushDeliveryService:
                 now=self._clock.now(),
                 provider_id=sent[0],
             )
-            bound.info("push_sent", outcome="sent", devices=len(sent))
+            latency = self._clock.now() - challenge.created_at
+            self._metrics.delivery_latency(channel="push", seconds=latency)
+            bound.info(
+                "push_sent", outcome="sent", devices=len(sent), delivery_latency_seconds=latency
+            )
             return PushOutcome.SENT
         if transient is not None and not final_attempt:
             self._store.record_delivery(
@@ -319,7 +327,9 @@ class PushDeliveryService:
                 bound.warning("push_device_deactivated", factor_id=device.factor_id)
             except PushTransientError as exc:
                 transient = exc.code or "transient"
+                self._metrics.provider_error(channel="push", provider_error_code=transient)
             except PushPermanentError as exc:
+                self._metrics.provider_error(channel="push", provider_error_code=exc.code or "")
                 bound.warning("push_rejected", factor_id=device.factor_id, error_code=exc.code)
             else:
                 sent.append(receipt.provider_id)
@@ -346,6 +356,9 @@ class PushDeliveryService:
         if self._guard is not None:
             self._guard.release(challenge.user_id, challenge.challenge_id)
         if result.transition is Transition.DONE and result.status is ChallengeStatus.FAILED:
+            self._metrics.challenge_failed(
+                factor="push", application=challenge.context.application, reason="undelivered"
+            )
             if self._auditor is not None:
                 self._auditor.record(
                     audit.DELIVERY_FAILED,
@@ -394,7 +407,9 @@ class PushAnswers:
         clock: Clock,
         guard: PushGuard | None = None,
         auditor: Auditor | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or NullMetrics()
         self._store = store
         self._factors = factors
         self._secrets = secrets
@@ -467,6 +482,11 @@ class PushAnswers:
         )
         if self._guard is not None:
             self._guard.release(challenge.user_id, challenge.challenge_id)
+        application = challenge.context.application
+        if status is ChallengeStatus.APPROVED:
+            self._metrics.challenge_verified(factor="push", application=application)
+        else:
+            self._metrics.challenge_failed(factor="push", application=application, reason=outcome)
         if self._auditor is not None:
             self._auditor.record(
                 audit.CHALLENGE_VERIFIED

@@ -244,6 +244,8 @@ def test_the_right_number_approves(
     assert answered.status_code == 200, answered.text
     assert answered.json()["status"] == "approved"
     assert status_of(api, cid) == "approved"
+    scraped = api.get("/metrics").text
+    assert 'mfa_challenges_verified_total{application="manage",factor="push"} 1.0' in scraped
 
 
 def test_a_deny_denies(
