@@ -39,6 +39,7 @@ import aiohttp
 import pyotp
 
 from bench import push as push_bench
+from bench.arrivals import Arrivals
 from bench.client import run_burst
 from bench.run import await_deliveries, sms_bodies
 from bench.seed import Seeder
@@ -84,49 +85,13 @@ def schedule(rate: float, seconds: float, seed: int = 11) -> list[str]:
     return [rng.choice(kinds) for _ in range(int(rate * seconds))]
 
 
-class Messages:
-    """The fake Twilio's messages by destination, with an event per arrival for waiters."""
-
-    def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop) -> None:
-        self._stack = stack
-        self._loop = loop
-        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self.count: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def wait(self, phone: str) -> asyncio.Future[dict[str, Any]]:
-        return self._waiters.setdefault(phone, self._loop.create_future())
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-
-    def _watch(self) -> None:
-        cursor = 0
-        while not self._stop.is_set():
-            new = self._stack.twilio.messages[cursor:]
-            cursor += len(new)
-            for message in new:
-                self._loop.call_soon_threadsafe(self._arrived, message)
-            time.sleep(0.002)
-
-    def _arrived(self, message: dict[str, Any]) -> None:
-        phone = message.get("To", "")
-        self.count[phone] += 1
-        waiter = self.wait(phone)
-        if not waiter.done():
-            waiter.set_result(message)
-
-
 class Driver:
     """Runs the schedule against the API with one aiohttp session."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        messages: Messages,
+        messages: Arrivals,
         totp: Sequence[TotpUser],
         sms: Sequence[SmsUser],
     ) -> None:
@@ -184,14 +149,14 @@ def queue_depths(stack: Stack) -> dict[str, int]:
 
 async def drive(
     stack: Stack, url: str, *, kinds: Sequence[str], rate: float, drain: float, burst: int
-) -> tuple[list[Login], list[tuple[float, dict[str, int]]], float, Messages, Driver, list[SmsUser]]:
+) -> tuple[list[Login], list[tuple[float, dict[str, int]]], float, Arrivals, Driver, list[SmsUser]]:
     loop = asyncio.get_running_loop()
     seeder = Seeder(stack.container)
     counts = Counter(kinds)
     totp_users = seeder.totp_users(counts["totp"] + 1)
     sms_users = seeder.sms_users(counts["sms"] + 1 + burst)
     seeder.close()
-    messages = Messages(stack, loop)
+    messages = Arrivals(stack.twilio.messages, lambda m: str(m.get("To", "")), loop)
     depths: list[tuple[float, dict[str, int]]] = []
     headers = {"Authorization": f"Bearer {API_KEY}"}
     connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=60)
@@ -201,7 +166,7 @@ async def drive(
     ) as s:
         driver = Driver(s, messages, totp_users, sms_users)
         push_users = iter(await push_bench.register(s, counts["push"]))
-        pushes = push_bench.Pushes(stack, loop)
+        pushes = push_bench.push_arrivals(stack, loop)
         start = time.monotonic() + 0.2
         logins = [Login(kind, start + i / rate) for i, kind in enumerate(kinds)]
 

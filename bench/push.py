@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
+from bench.arrivals import Arrivals
 from bench.run import CpuMeter
 from bench.stack import API_KEY, Stack
 from mfa_pipeline.device import SimulatedDevice
@@ -39,36 +39,9 @@ class PushLogin:
     done_at: float | None = None
 
 
-class Pushes:
-    """The fake FCM's messages by challenge id, as futures the logins await."""
-
-    def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop) -> None:
-        self._stack, self._loop = stack, loop
-        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def wait(self, challenge_id: str) -> asyncio.Future[dict[str, Any]]:
-        return self._waiters.setdefault(challenge_id, self._loop.create_future())
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-
-    def _watch(self) -> None:
-        cursor = 0
-        while not self._stop.is_set():
-            new = self._stack.fcm.messages[cursor:]
-            cursor += len(new)
-            for message in new:
-                self._loop.call_soon_threadsafe(self._arrived, message)
-            time.sleep(0.001)
-
-    def _arrived(self, message: dict[str, Any]) -> None:
-        waiter = self.wait(message["data"]["challenge_id"])
-        if not waiter.done():
-            waiter.set_result(message)
+def push_arrivals(stack: Stack, loop: asyncio.AbstractEventLoop) -> Arrivals:
+    """The fake FCM's pushes by challenge id."""
+    return Arrivals(stack.fcm.messages, lambda m: str(m["data"]["challenge_id"]), loop)
 
 
 async def register(session: aiohttp.ClientSession, count: int) -> list[tuple[str, SimulatedDevice]]:
@@ -94,7 +67,7 @@ async def register(session: aiohttp.ClientSession, count: int) -> list[tuple[str
 
 async def login(
     session: aiohttp.ClientSession,
-    pushes: Pushes,
+    pushes: Arrivals,
     user: tuple[str, SimulatedDevice],
     record: PushLogin,
 ) -> None:
@@ -140,7 +113,7 @@ async def drive(
         url, headers=headers, connector=connector, timeout=timeout
     ) as s:
         users = await register(s, count)
-        pushes = Pushes(stack, asyncio.get_running_loop())
+        pushes = push_arrivals(stack, asyncio.get_running_loop())
         meter.__enter__()
         start = time.monotonic() + 0.2
         records = [PushLogin(start + i / rate) for i in range(count)]

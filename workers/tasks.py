@@ -48,6 +48,15 @@ def retry_countdown(retries: int, *, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * (2**retries)))
 
 
+def retry_later(task: Task, retries: int) -> Exception:
+    """The task's retry, after the deployment's backoff (`MFA_SMS_RETRY_BACKOFF_*`)."""
+    settings = task.app.conf.mfa_settings
+    countdown = retry_countdown(
+        retries, base=settings.sms_retry_backoff_seconds, cap=settings.sms_retry_backoff_max_seconds
+    )
+    return task.retry(countdown=countdown)  # type: ignore[no-any-return]
+
+
 def register(app: Celery) -> None:
     settings = app.conf.mfa_settings
 
@@ -79,13 +88,7 @@ def register(app: Celery) -> None:
             challenge_id=challenge_id, seq=seq, final_attempt=retries >= self.max_retries
         )
         if outcome is DeliveryOutcome.RETRY:
-            raise self.retry(
-                countdown=retry_countdown(
-                    retries,
-                    base=settings.sms_retry_backoff_seconds,
-                    cap=settings.sms_retry_backoff_max_seconds,
-                )
-            )
+            raise retry_later(self, retries)
         return outcome.value
 
     @app.task(
@@ -103,13 +106,7 @@ def register(app: Celery) -> None:
             challenge_id=challenge_id, final_attempt=retries >= self.max_retries
         )
         if outcome is PushOutcome.RETRY:
-            raise self.retry(
-                countdown=retry_countdown(
-                    retries,
-                    base=settings.sms_retry_backoff_seconds,
-                    cap=settings.sms_retry_backoff_max_seconds,
-                )
-            )
+            raise retry_later(self, retries)
         return outcome.value
 
     _register_webhooks(app)
@@ -154,11 +151,5 @@ def _register_webhooks(app: Celery) -> None:
             final_attempt=retries >= self.max_retries,
         )
         if outcome is WebhookOutcome.RETRY:
-            raise self.retry(
-                countdown=retry_countdown(
-                    retries,
-                    base=settings.sms_retry_backoff_seconds,
-                    cap=settings.sms_retry_backoff_max_seconds,
-                )
-            )
+            raise retry_later(self, retries)
         return outcome.value

@@ -168,34 +168,52 @@ class SmsDeliveryService:
         )
         bound.warning("sms_failed", outcome="failed", provider_error_code=error_code)
         if result.transition is Transition.DONE and result.status is ChallengeStatus.FAILED:
-            if challenge.purpose is ChallengePurpose.LOGIN:
-                self._metrics.challenge_failed(
-                    factor=challenge.factor.value,
-                    application=challenge.context.application,
-                    reason=ChallengeStatus.FAILED.value,
-                )
-            if self._auditor is not None:
-                self._auditor.record(
-                    audit.DELIVERY_FAILED,
-                    user_id=challenge.user_id,
-                    context=challenge.context,
-                    outcome="failed",
-                    factor=challenge.factor.value,
-                    factor_id=challenge.factor_id,
-                    challenge_id=challenge.challenge_id,
-                    details={"error_code": error_code, "seq": seq},
-                    best_effort=True,
-                )
-            self._publisher.publish(
-                ChallengeFinished(
-                    challenge.challenge_id,
-                    challenge.user_id,
-                    factor=challenge.factor,
-                    status=ChallengeStatus.FAILED,
-                    application=challenge.context.application,
-                )
+            announce_failed_delivery(
+                challenge,
+                details={"error_code": error_code, "seq": seq},
+                metrics=self._metrics,
+                auditor=self._auditor,
+                publisher=self._publisher,
             )
         return DeliveryOutcome.FAILED
+
+
+def announce_failed_delivery(
+    challenge: Challenge,
+    *,
+    details: dict[str, object],
+    metrics: Metrics,
+    auditor: Auditor | None,
+    publisher: EventPublisher,
+) -> None:
+    """A challenge failed because no send could be made (SMS or push): count, audit, announce."""
+    if challenge.purpose is ChallengePurpose.LOGIN:
+        metrics.challenge_failed(
+            factor=challenge.factor.value,
+            application=challenge.context.application,
+            reason=ChallengeStatus.FAILED.value,
+        )
+    if auditor is not None:
+        auditor.record(
+            audit.DELIVERY_FAILED,
+            user_id=challenge.user_id,
+            context=challenge.context,
+            outcome="failed",
+            factor=challenge.factor.value,
+            factor_id=challenge.factor_id,
+            challenge_id=challenge.challenge_id,
+            details=details,
+            best_effort=True,
+        )
+    publisher.publish(
+        ChallengeFinished(
+            challenge.challenge_id,
+            challenge.user_id,
+            factor=challenge.factor,
+            status=ChallengeStatus.FAILED,
+            application=challenge.context.application,
+        )
+    )
 
 
 def sms_body(code: str, ttl_seconds: int) -> str:

@@ -46,6 +46,7 @@ from mfa_pipeline.ports import (
     Transition,
 )
 from mfa_pipeline.services import audit
+from mfa_pipeline.services.delivery import announce_failed_delivery
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.challenges import Challenge, RequestContext
@@ -356,28 +357,12 @@ class PushDeliveryService:
         if self._guard is not None:
             self._guard.release(challenge.user_id, challenge.challenge_id)
         if result.transition is Transition.DONE and result.status is ChallengeStatus.FAILED:
-            self._metrics.challenge_failed(
-                factor="push", application=challenge.context.application, reason="undelivered"
-            )
-            if self._auditor is not None:
-                self._auditor.record(
-                    audit.DELIVERY_FAILED,
-                    user_id=challenge.user_id,
-                    context=challenge.context,
-                    outcome="failed",
-                    factor="push",
-                    challenge_id=challenge.challenge_id,
-                    details={"error_code": error_code},
-                    best_effort=True,
-                )
-            self._publisher.publish(
-                ChallengeFinished(
-                    challenge.challenge_id,
-                    challenge.user_id,
-                    factor=FactorType.PUSH,
-                    status=ChallengeStatus.FAILED,
-                    application=challenge.context.application,
-                )
+            announce_failed_delivery(
+                challenge,
+                details={"error_code": error_code},
+                metrics=self._metrics,
+                auditor=self._auditor,
+                publisher=self._publisher,
             )
         return PushOutcome.FAILED
 
