@@ -1,7 +1,11 @@
-"""Long-poll wake-ups: one Redis pub/sub connection per API process, futures per waiter.
+"""Long-poll wake-ups: one Redis pattern subscription per API process, futures per waiter.
 
-The store's scripts publish on a challenge's channel whenever it changes; a waiting request
-holds no thread, only a future, and is woken within a network round trip of the change.
+The store's scripts publish on a challenge's channel whenever it changes. Each API process
+holds one `PSUBSCRIBE <prefix>:ev:*` for its whole life and wakes the futures of the channel a
+message names: a waiting request holds no thread and costs no Redis command of its own. (A
+SUBSCRIBE per waiter, tried first, queued every subscription behind the reader's pending read
+on the shared connection: seconds of delay at a hundred waits a second.) The price is that
+every process sees every change, a few dozen bytes each.
 """
 
 from __future__ import annotations
@@ -36,9 +40,8 @@ class ChallengeWatcher:
         self._redis: aioredis.Redis | None = None
         self._pubsub: aioredis.client.PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._subscribed: set[str] = set()
         self._lock = asyncio.Lock()
-        self._active = asyncio.Event()  # set while at least one channel is subscribed
+        self._active = asyncio.Event()  # set while the pattern subscription stands
 
     @property
     def waiting(self) -> int:
@@ -61,13 +64,13 @@ class ChallengeWatcher:
 
     @contextlib.asynccontextmanager
     async def watch(self, challenge_id: str) -> AsyncIterator[asyncio.Future[None]]:
-        """Subscribe first, then let the caller re-read the state: no change can slip between."""
+        """Listen first, then let the caller re-read the state: no change can slip between."""
         channel = self._prefix + challenge_id
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[channel].add(future)
         self._metrics.long_poll_waiters(1)
         try:
-            await self._subscribe(channel)
+            await self._listening()
             yield future
         finally:
             self._metrics.long_poll_waiters(-1)
@@ -76,32 +79,19 @@ class ChallengeWatcher:
                 waiters.discard(future)
                 if not waiters:
                     del self._waiters[channel]
-                    await self._unsubscribe(channel)
 
-    async def _subscribe(self, channel: str) -> None:
+    async def _listening(self) -> None:
+        """The pattern subscription is in place (made on first use, and after a reconnect)."""
+        if self._active.is_set():
+            return
         async with self._lock:
-            if channel in self._subscribed:
+            if self._active.is_set():
                 return
-            pubsub = await self._ensure_pubsub()
-            await pubsub.subscribe(channel)
-            self._subscribed.add(channel)
-            self._active.set()
-
-    async def _unsubscribe(self, channel: str) -> None:
-        async with self._lock:
-            if channel not in self._subscribed or self._pubsub is None:
-                return
-            self._subscribed.discard(channel)
-            if not self._subscribed:
-                self._active.clear()
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(channel)
-
-    async def _ensure_pubsub(self) -> aioredis.client.PubSub:
-        if self._pubsub is None:
             assert self._redis is not None  # noqa: S101 - start() runs first
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        return self._pubsub
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            await pubsub.psubscribe(self._prefix + "*")
+            self._pubsub = pubsub
+            self._active.set()
 
     def _wake(self, channel: str) -> None:
         for future in self._waiters.get(channel, ()):
@@ -115,7 +105,7 @@ class ChallengeWatcher:
     async def _read_forever(self) -> None:
         while True:
             pubsub = self._pubsub
-            if pubsub is None or not self._subscribed:
+            if pubsub is None or not self._active.is_set():
                 await self._active.wait()
                 continue
             try:
@@ -123,7 +113,7 @@ class ChallengeWatcher:
             except (RedisError, OSError) as exc:
                 await self._recover(exc)
                 continue
-            if message is not None and message.get("type") == "message":
+            if message is not None and message.get("type") == "pmessage":
                 channel = message["channel"]
                 self._wake(channel.decode() if isinstance(channel, bytes) else channel)
 
@@ -136,6 +126,5 @@ class ChallengeWatcher:
                 with contextlib.suppress(RedisError, OSError):
                     await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._pubsub = None
-            self._subscribed.clear()
             self._active.clear()
         await asyncio.sleep(0.5)
