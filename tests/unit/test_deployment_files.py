@@ -28,9 +28,18 @@ REQUIRED_SERVICES = {
     "worker-sms",
     "worker-push",
     "worker-sweeps",
+    "worker-webhooks",
     "beat",
 }
 APP_SERVICES = REQUIRED_SERVICES - {"redis", "postgres"}
+
+
+def test_flower_watches_the_same_broker() -> None:
+    flower = services()["flower"]
+    assert "--broker=redis://redis:6379/0" in flower["command"]
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+
+
 KNOWN_QUEUES = {"sms", "push", "sweeps", "webhooks"}
 # Read by the test fixtures, not by the service: the one MFA_* name that is not a setting.
 HARNESS_VARIABLES = {"MFA_TEST_POSTGRES_URL"}
@@ -95,7 +104,12 @@ def test_worker_services_consume_only_known_queues() -> None:
 
 @pytest.mark.parametrize(
     ("service", "queues", "concurrency"),
-    [("worker-sms", "sms", "4"), ("worker-push", "push", None), ("worker-sweeps", "sweeps", "1")],
+    [
+        ("worker-sms", "sms", "4"),
+        ("worker-push", "push", None),
+        ("worker-sweeps", "sweeps", "1"),
+        ("worker-webhooks", "webhooks", None),
+    ],
 )
 def test_each_worker_serves_its_own_queue(
     service: str, queues: str, concurrency: str | None
