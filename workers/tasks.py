@@ -15,6 +15,7 @@ from mfa_pipeline.adapters.celery_publisher import (
     DELIVER_WEBHOOK,
     SWEEP_EXPIRED,
 )
+from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.services.delivery import DeliveryOutcome
 from mfa_pipeline.services.push import PushOutcome
 from mfa_pipeline.services.webhooks import WebhookOutcome
@@ -84,31 +85,19 @@ def register(app: Celery) -> None:
     def deliver_sms(self: Task, challenge_id: str, seq: int) -> str:
         container = container_for(self.app)
         retries = int(self.request.retries)
-        outcome = container.delivery.deliver(
-            challenge_id=challenge_id, seq=seq, final_attempt=retries >= self.max_retries
-        )
+        try:
+            outcome = container.delivery.deliver(
+                challenge_id=challenge_id, seq=seq, final_attempt=retries >= self.max_retries
+            )
+        except UnavailableError:
+            # Redis or SQL blinked: nothing was claimed or sent, so try again later rather than
+            # acknowledge a delivery that never happened.
+            raise retry_later(self, retries) from None
         if outcome is DeliveryOutcome.RETRY:
             raise retry_later(self, retries)
         return outcome.value
 
-    @app.task(
-        name=DELIVER_PUSH,
-        shared=False,
-        bind=True,
-        acks_late=True,
-        ignore_result=True,
-        max_retries=settings.push_max_retries,
-    )
-    def deliver_push(self: Task, challenge_id: str) -> str:
-        container = container_for(self.app)
-        retries = int(self.request.retries)
-        outcome = container.push_delivery.deliver(
-            challenge_id=challenge_id, final_attempt=retries >= self.max_retries
-        )
-        if outcome is PushOutcome.RETRY:
-            raise retry_later(self, retries)
-        return outcome.value
-
+    _register_push(app)
     _register_webhooks(app)
 
     @app.task(name=SWEEP_EXPIRED, shared=False, bind=True, acks_late=True, ignore_result=True)
@@ -151,5 +140,30 @@ def _register_webhooks(app: Celery) -> None:
             final_attempt=retries >= self.max_retries,
         )
         if outcome is WebhookOutcome.RETRY:
+            raise retry_later(self, retries)
+        return outcome.value
+
+
+def _register_push(app: Celery) -> None:
+    settings = app.conf.mfa_settings
+
+    @app.task(
+        name=DELIVER_PUSH,
+        shared=False,
+        bind=True,
+        acks_late=True,
+        ignore_result=True,
+        max_retries=settings.push_max_retries,
+    )
+    def deliver_push(self: Task, challenge_id: str) -> str:
+        container = container_for(self.app)
+        retries = int(self.request.retries)
+        try:
+            outcome = container.push_delivery.deliver(
+                challenge_id=challenge_id, final_attempt=retries >= self.max_retries
+            )
+        except UnavailableError:
+            raise retry_later(self, retries) from None
+        if outcome is PushOutcome.RETRY:
             raise retry_later(self, retries)
         return outcome.value

@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from mfa_pipeline.config import Settings
     from tests.fakes.fake_twilio import FakeTwilio
 
-# A drill sends dozens of SMS to one number block within seconds: the anti-pumping limits
-# (tested elsewhere) would rightly stop it.
-GENEROUS_SMS_LIMITS: dict[str, Any] = {
+# A drill sends a hundred SMS to one number block from one IP within seconds: the creation
+# and anti-pumping limits (tested elsewhere) would rightly stop it.
+GENEROUS_LIMITS: dict[str, Any] = {
+    "limit_challenges_per_ip": "100000/600",
     "sms_limit_per_number": "1000/3600",
     "sms_limit_per_prefix": "100000/3600",
     "sms_limit_per_country": "100000/3600",
@@ -54,7 +55,7 @@ def drill_settings(
         "twilio_api_base_url": twilio_url,
         "twilio_timeout_seconds": 2.0,
         "log_level": "INFO",
-        **GENEROUS_SMS_LIMITS,
+        **GENEROUS_LIMITS,
     }
     values.update(overrides)
     settings = make_settings(tmp_path, redis_url, key_prefix, **values)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+    from mfa_pipeline.embedded import EmbeddedRedis
     from tests.fakes.fake_twilio import FakeTwilio
     from tests.fixtures.worker_processes import WorkerProcess
 
@@ -46,7 +47,7 @@ CHALLENGES = 10
 
 def test_a_provider_outage_is_retried_through_and_every_challenge_gets_one_sms_after_it(
     tmp_path: Path,
-    redis_url: str,
+    own_redis: EmbeddedRedis,
     key_prefix: str,
     fake_twilio: FakeTwilio,
     worker_processes: Callable[..., WorkerProcess],
@@ -55,7 +56,7 @@ def test_a_provider_outage_is_retried_through_and_every_challenge_gets_one_sms_a
     with TcpProxy(target.hostname or "127.0.0.1", target.port or 80) as proxy:
         settings = drill_settings(
             tmp_path,
-            redis_url,
+            own_redis.url,
             key_prefix,
             f"http://127.0.0.1:{proxy.port}",
             twilio_timeout_seconds=0.5,
@@ -80,7 +81,8 @@ def test_a_provider_outage_is_retried_through_and_every_challenge_gets_one_sms_a
                     for c in stored
                 )
 
-            wait_until(retried_after_a_timeout, timeout=OUTAGE_SECONDS)
+            # The outage lasts OUTAGE_SECONDS, and at least until a timed-out send was retried.
+            wait_until(retried_after_a_timeout, timeout=OUTAGE_SECONDS + 10)
             time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - started)))
             stored = [container.store.get(cid) for cid in challenges]
             assert {c.delivery.status.value for c in stored if c} <= {"retrying", "sending"}

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+    from mfa_pipeline.embedded import EmbeddedRedis
     from tests.fakes.fake_twilio import FakeTwilio
     from tests.fixtures.worker_processes import WorkerProcess
 
@@ -41,12 +42,12 @@ KILLS = 4
 
 def test_killing_pool_processes_mid_send_leaves_each_challenge_with_one_sms_or_failed(
     tmp_path: Path,
-    redis_url: str,
+    own_redis: EmbeddedRedis,
     key_prefix: str,
     fake_twilio: FakeTwilio,
     worker_processes: Callable[..., WorkerProcess],
 ) -> None:
-    settings = drill_settings(tmp_path, redis_url, key_prefix, fake_twilio.url)
+    settings = drill_settings(tmp_path, own_redis.url, key_prefix, fake_twilio.url)
     users = enroll_sms_users(settings, CHALLENGES)
     container = bootstrap(settings)
     try:

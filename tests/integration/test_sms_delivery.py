@@ -5,17 +5,19 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from celery.contrib.testing.worker import start_worker
 from celery.worker import state as worker_state
 
 from mfa_pipeline.domain.challenges import RequestContext, RequestedFactor
+from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.events import SmsDeliveryRequested
 from mfa_pipeline.services.delivery import DeliveryOutcome
 from tests.fixtures.pipeline import new_user_id, wait_until
 
 if TYPE_CHECKING:
+    import pytest
     from celery import Celery
 
     from mfa_pipeline.bootstrap import Container
@@ -131,3 +133,30 @@ def test_the_task_payload_holds_ids_only(container: Container, fake_twilio: Fake
     assert args == [challenge_id, 0]
     assert kwargs == {}
     assert "2015550123" not in raw
+
+
+def test_a_delivery_that_finds_the_stores_down_is_retried_not_dropped(
+    container: Container,
+    fake_twilio: FakeTwilio,
+    celery_app: Celery,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user_id = active_sms_user(container, fake_twilio)
+    deliver = container.delivery.deliver
+    challenge_id = sms_challenge(container, user_id)
+    attempts: list[str] = []
+
+    def blinking(**kwargs: Any) -> DeliveryOutcome:
+        if kwargs["challenge_id"] == challenge_id:
+            attempts.append(challenge_id)
+            if len(attempts) == 1:
+                raise UnavailableError("The challenge store is unavailable; try again.")
+        return deliver(**kwargs)
+
+    monkeypatch.setattr(container.delivery, "deliver", blinking)
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=["sms"]):
+        wait_until(
+            lambda: container.challenges.get(challenge_id).challenge.delivery.status.value == "sent"
+        )
+    assert len(attempts) == 2
+    assert [m["To"] for m in fake_twilio.messages] == ["+12015550123"] * 2  # enrollment, login
