@@ -42,7 +42,9 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--concurrency", default=2, show_default=True, type=int, help="Worker processes.")
-def up(host: str, port: int, concurrency: int) -> None:
+@click.option("--demo", is_flag=True, help="Also serve the reference login web app.")
+@click.option("--demo-port", default=8001, show_default=True, type=int)
+def up(host: str, port: int, concurrency: int, demo: bool, demo_port: int) -> None:
     """Run everything here: embedded Redis (unless MFA_REDIS_URL), SQLite, API, workers, beat."""
     from mfa_pipeline.embedded import EmbeddedRedis  # noqa: PLC0415
     from mfa_pipeline.migrations import upgrade  # noqa: PLC0415
@@ -69,8 +71,17 @@ def up(host: str, port: int, concurrency: int) -> None:
         [*me, "worker", "--queues", ALL_QUEUES, "--concurrency", str(concurrency)],
         [*me, "beat"],
     ]
+    if demo:  # the reference login app, a client of the API like any login backend
+        from mfa_pipeline.demo import launch  # noqa: PLC0415
+
+        key = dev_api_key(settings) or settings.api_keys[0].partition(":")[2]
+        env[launch.API_KEY_ENV] = key
+        api_url = f"http://{host}:{port}"
+        roles.append(launch.command(sys.executable, host=host, port=demo_port, api_url=api_url))
     children = [subprocess.Popen(role, env=env) for role in roles]  # noqa: S603
     _banner(settings, host, port, embedded.url if embedded else None)
+    if demo:
+        click.echo("\n".join([*launch.banner(f"http://{host}:{demo_port}"), ""]))
     try:
         stopped_by_signal = _supervise(children)
     finally:

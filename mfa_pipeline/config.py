@@ -100,7 +100,9 @@ class Settings(BaseSettings):
 
     sms_max_retries: int = Field(default=5, ge=0)
     sms_retry_backoff_seconds: float = Field(default=2.0, ge=0)
-    sms_retry_backoff_max_seconds: float = Field(default=60.0, ge=0)
+    # At most 300 s (workers/app.py MAX_RETRY_COUNTDOWN_SECONDS): a Redis broker's visibility
+    # timeout must stay far above any countdown, or a task waiting for its ETA runs twice.
+    sms_retry_backoff_max_seconds: float = Field(default=60.0, ge=0, le=300)
     # A push lives 2 minutes: a few quick retries (same backoff settings as SMS) at most.
     push_max_retries: int = Field(default=3, ge=0)
     # Optional: POST each challenge's final status here, HMAC-signed with the secret.

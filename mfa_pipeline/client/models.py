@@ -1,0 +1,162 @@
+"""The contract's response bodies as typed models.
+
+They are the client's own, not the server's schemas: a client pinned to one release must keep
+reading answers from a newer server, so unknown fields are ignored and only the contract's
+fields are declared (plus a few documented extras the reference app shows).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Statuses after which a challenge never changes again.
+FINAL_STATUSES = frozenset({"verified", "approved", "denied", "expired", "locked", "failed"})
+
+FactorName = Literal["auto", "sms", "push", "totp", "backup_code"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class RequestContext(_Model):
+    """Who is logging in, as the login backend saw them; kept in the audit trail."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    application: str | None = None
+
+
+class Factor(_Model):
+    factor_id: str
+    type: str
+    status: str
+    created_at: str | None = None
+    activated_at: str | None = None
+    phone_masked: str | None = None
+    device_name: str | None = None
+    platform: str | None = None
+
+
+class User(_Model):
+    user_id: str
+    firm_id: str | None = None
+    mfa_enabled: bool
+    factors: list[Factor] = Field(default_factory=list)
+    backup_codes_remaining: int = 0
+    enrollment_required: bool = False
+
+
+class TotpEnrollment(_Model):
+    factor_id: str
+    type: Literal["totp"] = "totp"
+    status: str
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class SmsEnrollment(_Model):
+    factor_id: str
+    type: Literal["sms"] = "sms"
+    status: str
+    phone_e164: str
+    phone_display: str
+    challenge_id: str
+
+
+class PushDevice(_Model):
+    factor_id: str
+    type: Literal["push"] = "push"
+    status: str
+    device_id: str
+    refreshed: bool = False
+
+
+class Activation(_Model):
+    factor_id: str | None = None
+    status: str
+
+
+class BackupCodes(_Model):
+    codes: list[str]
+    generated_at: str | None = None
+
+
+class ResetResult(_Model):
+    user_id: str
+    factors_removed: int
+    backup_codes_removed: int
+    trusted_sessions_revoked: int
+
+
+class FirmPolicy(_Model):
+    firm_id: str
+    require_mfa: bool
+    allowed_factors: list[str] = Field(default_factory=list)
+    updated_at: str | None = None
+    updated_by: str | None = None
+
+
+class AuditEvent(_Model):
+    id: int
+    event: str
+    created_at: str | None = None
+    actor_id: str | None = None
+    application: str | None = None
+    outcome: str | None = None
+    factor: str | None = None
+
+
+class AuditPage(_Model):
+    user_id: str
+    events: list[AuditEvent]
+    next_before: int | None = None
+
+
+class Preauth(_Model):
+    result: Literal["auth", "allow", "enroll", "bypass"]
+    factors: list[Factor] = Field(default_factory=list)
+
+    def has(self, factor_type: str) -> bool:
+        return any(f.type == factor_type for f in self.factors)
+
+
+class Delivery(_Model):
+    status: str
+    attempts: int = 0
+    error_code: str | None = None
+
+
+class Challenge(_Model):
+    challenge_id: str
+    factor: str
+    factor_id: str | None = None
+    status: str
+    expires_at: str | None = None
+    attempts_remaining: int | None = None
+    delivery: Delivery | None = None
+    number_match: str | None = None
+    trusted_token: str | None = None
+    trusted_until: str | None = None
+    warning: str | None = None
+    backup_codes_remaining: int | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class Verification(_Model):
+    status: str
+    trusted_token: str | None = None
+    trusted_until: str | None = None
+    warning: str | None = None
+    backup_codes_remaining: int | None = None
+
+
+class PushResponse(_Model):
+    challenge_id: str | None = None
+    status: Literal["approved", "denied"]
