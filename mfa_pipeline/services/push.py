@@ -156,7 +156,10 @@ class PushDevices:
         if self._policies is not None:
             self._policies.ensure_allowed(user, FactorType.PUSH)
         for known in self._factors.list_factors(user_id):
-            if known.type is FactorType.PUSH and self._key_of(known) == canonical_key:
+            if (
+                known.type is FactorType.PUSH
+                and device_public_key(self._secrets, known) == canonical_key
+            ):
                 token = self._secrets.encrypt(push_token, context=push_token_context(known))
                 self._factors.refresh_push_device(
                     user_id,
@@ -201,9 +204,6 @@ class PushDevices:
                 details={"platform": platform},
             )
         return DeviceRegistration(factor, created=True)
-
-    def _key_of(self, device: Factor) -> str | None:
-        return device_public_key(self._secrets, device)
 
 
 def device_public_key(secrets: SecretBox, device: Factor) -> str | None:

@@ -16,15 +16,17 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.fakes.loopback import JsonHandler, LoopbackServer
+
 if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
     from pathlib import Path
 
 PROJECT = "mfa-pipeline-test"
@@ -41,14 +43,7 @@ def _b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client that gave up closes its socket: not worth a traceback."""
-
-
-class FakeFcm:
+class FakeFcm(LoopbackServer):
     def __init__(self) -> None:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.messages: list[dict[str, Any]] = []  # accepted `message` objects + received_at
@@ -57,30 +52,7 @@ class FakeFcm:
         self._unregistered: set[str] = set()
         self._failures: list[ScriptedFailure] = []
         self._changed = threading.Condition()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-fcm", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+        super().__init__(self._handler(), "fake-fcm")
 
     def write_service_account(self, path: Path) -> Path:
         """A service-account JSON whose key is this fake's and whose `token_uri` is local."""
@@ -164,36 +136,22 @@ class FakeFcm:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *_: object) -> None:
-                return
-
-            def _answer(self, status: int, body: dict[str, Any]) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_POST(self) -> None:
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server names it
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or "0"))
                 if self.path == "/token":
                     form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-                    self._answer(*fake._issue_token(form))
+                    self.answer(*fake._issue_token(form))
                     return
                 if _SEND.match(self.path) is None:
-                    self._answer(404, _error(404, "NOT_FOUND"))
+                    self.answer(404, _error(404, "NOT_FOUND"))
                     return
                 try:
                     body = json.loads(raw)
                 except ValueError:
-                    self._answer(400, _error(400, "INVALID_ARGUMENT"))
+                    self.answer(400, _error(400, "INVALID_ARGUMENT"))
                     return
-                self._answer(*fake._send(self.headers.get("Authorization"), body))
+                self.answer(*fake._send(self.headers.get("Authorization"), body))
 
         return Handler
 

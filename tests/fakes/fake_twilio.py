@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -22,11 +21,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlencode
 from urllib.request import Request, urlopen
+
+from tests.fakes.loopback import JsonHandler, LoopbackServer
+
+if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
 
 _MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 
@@ -63,14 +66,7 @@ def twilio_error(
     }
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A client that gave up (a timeout test) closes its socket: not worth a traceback."""
-
-
-class FakeTwilio:
+class FakeTwilio(LoopbackServer):
     """Twilio's `POST /2010-04-01/Accounts/{sid}/Messages.json` on a free loopback port."""
 
     def __init__(self, account_sid: str, auth_token: str) -> None:
@@ -86,33 +82,12 @@ class FakeTwilio:
         self._failures: list[ScriptedFailure] = []
         self._changed = threading.Condition()
         self._stopping = threading.Event()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
-        # A short poll interval: `shutdown()` waits up to one, and every test stops a server.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-twilio", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__(self._handler(), "fake-twilio")
 
     def stop(self) -> None:
         """Stop serving; a request sleeping through `delay` is woken and answered at once."""
         self._stopping.set()
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+        super().stop()
 
     def fail_next(
         self, count: int, *, status: int, code: int | None = None, message: str | None = None
@@ -232,22 +207,8 @@ class FakeTwilio:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as Twilio's API does
-            disable_nagle_algorithm = True  # headers and body go out without a delayed-ACK stall
-
-            def log_message(self, *_: object) -> None:
-                return
-
-            def _answer(self, status: int, body: dict[str, Any]) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_POST(self) -> None:
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server names it
                 fake._count_request()
                 length = int(self.headers.get("Content-Length") or "0")
                 raw = self.rfile.read(length).decode()
@@ -256,13 +217,13 @@ class FakeTwilio:
                     fake._stopping.wait(fake.delay)
                 match = _MESSAGES.match(self.path)
                 if match is None:
-                    self._answer(404, twilio_error(404))
+                    self.answer(404, twilio_error(404))
                     return
                 if not fake._authorized(match["sid"], self.headers.get("Authorization")):
-                    self._answer(401, twilio_error(401))
+                    self.answer(401, twilio_error(401))
                     return
                 status, body = fake._create(form)
-                self._answer(status, body)
+                self.answer(status, body)
                 if status == 201 and form.get("StatusCallback"):
                     message = {**form, "sid": body["sid"]}
                     threading.Thread(
