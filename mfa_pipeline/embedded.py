@@ -65,8 +65,9 @@ class EmbeddedRedis:
                 str(self.port),
                 "--dir",
                 str(self.dir.resolve()),
-                "--save",
-                "60 1" if self.persist else "",
+                # Separate tokens: redis-server 6.2 (the bundled one) ignores "60 1" as one
+                # argument, and then saves nothing, not even on SIGTERM.
+                *(("--save", "60", "1") if self.persist else ("--save", "")),
                 "--appendonly",
                 "no",
                 "--protected-mode",
