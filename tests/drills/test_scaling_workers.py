@@ -10,7 +10,6 @@ a stop always finds work in hand. Afterwards the fake Twilio shows exactly one S
 from __future__ import annotations
 
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.drill
 
-USERS = 200  # more than the stream gets through: it is stopped after the last scaling step
+USERS = 200  # ten seconds of stream at RATE_PER_SECOND: it outlasts the scaling steps
 RATE_PER_SECOND = 20
 
 
@@ -72,6 +71,7 @@ class ChallengeStream:
         assert not self.errors, self.errors
 
 
+@pytest.mark.timeout(180)  # a warm stop may take about 31 s (see `WorkerProcess.warm_shutdown`)
 def test_adding_and_warmly_stopping_workers_under_load_loses_and_duplicates_no_sms(
     tmp_path: Path,
     own_redis: EmbeddedRedis,
@@ -90,12 +90,14 @@ def test_adding_and_warmly_stopping_workers_under_load_loses_and_duplicates_no_s
 
         second = worker_processes(settings, queues="sms", concurrency=2)  # scale out
         wait_until(lambda: len(fake_twilio.messages) >= 10, timeout=20)
-        assert first.warm_shutdown() == 0  # scale in, with sends in flight
+        first.begin_warm_shutdown()  # scale in, with sends in flight
         third = worker_processes(settings, queues="sms", concurrency=2)
         wait_until(lambda: len(fake_twilio.messages) >= 30, timeout=30)
-        assert second.warm_shutdown() == 0
+        second.begin_warm_shutdown()
         assert not stream.done(), f"the stream ended before the last scaling step: {stream.errors}"
-        time.sleep(0.3)
+        # Waited for together: a stop can take about 31 s (see `WorkerProcess.warm_shutdown`).
+        assert first.wait_stopped() == 0
+        assert second.wait_stopped() == 0
         stream.stop()
 
         wait_until_settled(container, list(stream.issued), timeout=30)
