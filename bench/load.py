@@ -307,6 +307,26 @@ def summarize(run: Run) -> dict[str, Any]:
     }
 
 
+def _plot_depths(
+    axis: Any,
+    depths: Sequence[tuple[float, dict[str, int]]],
+    queues: Sequence[str],
+    title: str,
+    origin: float | None = None,
+) -> None:
+    """Messages waiting per queue; the y axis starts at 0 and shows 1 even for empty queues."""
+    start = origin if origin is not None else (depths[0][0] if depths else 0.0)
+    peak = 0
+    for queue in queues:
+        values = [d.get(queue, 0) for _, d in depths]
+        peak = max([peak, *values])
+        axis.plot([t - start for t, _ in depths], values, label=f"{queue} queue")
+    axis.set_ylim(0, max(1, peak) * 1.1)
+    axis.set_ylabel("messages waiting")
+    axis.set_title(title, fontsize="medium")
+    axis.legend(loc="upper right")
+
+
 def plot(runs: Sequence[Run], path: Path) -> None:
     """Latency of each login (by kind) and queue depths over time, one column per run."""
     import matplotlib as mpl  # noqa: PLC0415 - only when a plot is asked for
@@ -314,9 +334,9 @@ def plot(runs: Sequence[Run], path: Path) -> None:
     mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, axes = plt.subplots(2, len(runs), figsize=(6 * len(runs), 7), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(3, len(runs), figsize=(6 * len(runs), 10), squeeze=False)
     for column, run in enumerate(runs):
-        top, bottom = axes[0][column], axes[1][column]
+        top, middle, bottom = (axes[row][column] for row in range(3))
         for kind, colour in (("totp", "tab:blue"), ("sms", "tab:orange"), ("push", "tab:green")):
             points = [
                 (x.due - run.started, 1000 * ((x.done_at or x.due) - x.due))
@@ -330,15 +350,11 @@ def plot(runs: Sequence[Run], path: Path) -> None:
         top.set_ylabel("login time, ms (log)")
         top.set_title(f"{run.workers} worker process{'es' if run.workers > 1 else ''}")
         top.legend(loc="upper right")
-        for queue in QUEUES:
-            bottom.plot(
-                [t - run.started for t, _ in run.depths],
-                [d[queue] for _, d in run.depths],
-                label=f"{queue} queue",
-            )
-        bottom.set_xlabel("seconds since the first login")
-        bottom.set_ylabel("messages waiting")
-        bottom.legend(loc="upper right")
+        top.set_xlabel("seconds since the first login")
+        _plot_depths(middle, run.depths, QUEUES, "during the schedule", run.started)
+        middle.set_xlabel("seconds since the first login")
+        _plot_depths(bottom, run.burst_depths, ("sms",), "during the SMS burst")
+        bottom.set_xlabel("seconds since the burst started")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
