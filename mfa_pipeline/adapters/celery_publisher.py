@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import kombu.exceptions
+import redis
 import structlog
 
+from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.events import (
     ChallengeFinished,
     Event,
@@ -25,6 +28,9 @@ SWEEP_EXPIRED = "mfa.sweep_expired"
 DELIVER_PUSH = "mfa.deliver_push"
 DELIVER_WEBHOOK = "mfa.deliver_webhook"
 
+# What `send_task` raises when the broker cannot be reached (kombu wraps most of it).
+BROKER_DOWN = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError)
+
 
 class CeleryEventPublisher(EventPublisher):
     def __init__(self, app: Celery, *, result_webhooks: bool = False) -> None:
@@ -32,6 +38,14 @@ class CeleryEventPublisher(EventPublisher):
         self._webhooks = result_webhooks
 
     def publish(self, event: Event) -> None:
+        """Send the event's task; a broker that cannot take it is `UnavailableError` (a 503)."""
+        try:
+            self._send(event)
+        except BROKER_DOWN as exc:
+            log.warning("broker_unavailable", error=type(exc).__name__)
+            raise UnavailableError("The task queue is unavailable; try again.") from exc
+
+    def _send(self, event: Event) -> None:
         if isinstance(event, SmsDeliveryRequested):
             self._app.send_task(DELIVER_SMS, args=[event.challenge_id, event.seq], queue="sms")
         elif isinstance(event, PushDeliveryRequested):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from mfa_pipeline.domain.errors import (
     RateLimitedError,
     TooManyAttemptsError,
     TooManyResendsError,
+    UnavailableError,
     WrongCodeError,
 )
 from mfa_pipeline.domain.events import (
@@ -44,6 +46,7 @@ from mfa_pipeline.domain.push import new_number_match
 from mfa_pipeline.ports import NullMetrics, Transition
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, ensure_open, raise_for_blocked
+from mfa_pipeline.services.webhooks import announce_finished
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,6 +79,8 @@ LIMIT_NAMES = {
 }
 
 DONE = Transition.DONE
+# `delivery.error_code` of a challenge whose send could not be queued (the broker was down).
+QUEUE_UNAVAILABLE = "queue_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,13 +341,44 @@ class ChallengeService:
         self._publisher.publish(
             ChallengeIssued(challenge.challenge_id, challenge.user_id, challenge.factor)
         )
+        delivery: SmsDeliveryRequested | PushDeliveryRequested | None = None
         if challenge.factor is FactorType.SMS:
-            self._publisher.publish(
-                SmsDeliveryRequested(challenge.challenge_id, challenge.user_id, seq=0)
-            )
+            delivery = SmsDeliveryRequested(challenge.challenge_id, challenge.user_id, seq=0)
         elif challenge.factor is FactorType.PUSH and challenge.status is ChallengeStatus.PENDING:
-            self._publisher.publish(
-                PushDeliveryRequested(challenge.challenge_id, challenge.user_id)
+            delivery = PushDeliveryRequested(challenge.challenge_id, challenge.user_id)
+        if delivery is None:
+            return
+        try:
+            self._publisher.publish(delivery)
+        except UnavailableError:
+            self._abandon(challenge)
+            raise
+
+    def _abandon(self, challenge: Challenge) -> None:
+        """The delivery could not be queued: fail the challenge before the caller hears 503.
+
+        So a 503 from creation means no code went out and none will: a late copy of the task
+        finds the challenge failed and sends nothing, and the login page (or the client's
+        retry) asks for a new challenge without the user getting two codes. A push that never
+        left frees its place among the user's pending pushes.
+        """
+        log.warning(
+            "delivery_not_queued",
+            challenge_id=challenge.challenge_id,
+            user_id=challenge.user_id,
+            factor=challenge.factor.value,
+        )
+        if challenge.factor is FactorType.PUSH and self._push_guard is not None:
+            with contextlib.suppress(UnavailableError):
+                self._push_guard.release(challenge.user_id, challenge.challenge_id)
+        with contextlib.suppress(UnavailableError):
+            self._store.record_delivery(
+                challenge.challenge_id,
+                0,
+                status=DeliveryStatus.FAILED.value,
+                now=self._clock.now(),
+                error_code=QUEUE_UNAVAILABLE,
+                fail_challenge=True,
             )
 
     def _issue_checked(
@@ -510,14 +546,15 @@ class ChallengeService:
             self._metrics.challenge_failed(
                 factor=factor, application=application, reason=status.value
             )
-        self._publisher.publish(
+        announce_finished(
+            self._publisher,
             ChallengeFinished(
                 challenge.challenge_id,
                 challenge.user_id,
                 factor=challenge.factor,
                 status=status,
                 application=challenge.context.application,
-            )
+            ),
         )
 
     # --- resending ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from mfa_pipeline.ports import NullMetrics, SmsPermanentError, SmsTransientError
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.delivery_status import status_callback_url as callback_url_for
 from mfa_pipeline.services.verification import phone_context
+from mfa_pipeline.services.webhooks import announce_finished
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.challenges import Challenge
@@ -205,14 +206,15 @@ def announce_failed_delivery(
             details=details,
             best_effort=True,
         )
-    publisher.publish(
+    announce_finished(
+        publisher,
         ChallengeFinished(
             challenge.challenge_id,
             challenge.user_id,
             factor=challenge.factor,
             status=ChallengeStatus.FAILED,
             application=challenge.context.application,
-        )
+        ),
     )
 
 

@@ -47,6 +47,7 @@ from mfa_pipeline.ports import (
 )
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.delivery import announce_failed_delivery
+from mfa_pipeline.services.webhooks import announce_finished
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.challenges import Challenge, RequestContext
@@ -503,12 +504,13 @@ class PushAnswers:
                 user_id=challenge.user_id,
                 outcome="push_blocked",
             )
-        self._publisher.publish(
+        announce_finished(
+            self._publisher,
             ChallengeFinished(
                 challenge.challenge_id,
                 challenge.user_id,
                 factor=FactorType.PUSH,
                 status=status,
                 application=challenge.context.application,
-            )
+            ),
         )

@@ -10,6 +10,7 @@ from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType
 from mfa_pipeline.domain.events import ChallengeFinished
 from mfa_pipeline.ports import NullMetrics
 from mfa_pipeline.services import audit
+from mfa_pipeline.services.webhooks import announce_finished
 
 if TYPE_CHECKING:
     from mfa_pipeline.ports import ChallengeStore, Clock, EventPublisher, Metrics
@@ -59,13 +60,14 @@ class SweepService:
                     challenge_id=item.challenge_id,
                     best_effort=True,
                 )
-            self._publisher.publish(
+            announce_finished(
+                self._publisher,
                 ChallengeFinished(
                     item.challenge_id,
                     item.user_id,
                     factor=FactorType(item.factor),
                     status=ChallengeStatus.EXPIRED,
                     application=item.application,
-                )
+                ),
             )
         return len(expired)

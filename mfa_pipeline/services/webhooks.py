@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.ports import WebhookError
 
 if TYPE_CHECKING:
-    from mfa_pipeline.ports import Clock, WebhookSender
+    from mfa_pipeline.domain.events import ChallengeFinished
+    from mfa_pipeline.ports import Clock, EventPublisher, WebhookSender
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +33,20 @@ class WebhookOutcome(StrEnum):
     SENT = "sent"
     RETRY = "retry"
     FAILED = "failed"
+
+
+def announce_finished(publisher: EventPublisher, event: ChallengeFinished) -> None:
+    """Queue a final status for the webhook; a broker outage must not undo the answer.
+
+    The outcome is already stored and the long-poll sees it: a login whose code was accepted
+    must not read 503 because the webhook's queue was down. The miss is logged instead.
+    """
+    try:
+        publisher.publish(event)
+    except UnavailableError:
+        log.warning(
+            "webhook_not_queued", challenge_id=event.challenge_id, status=event.status.value
+        )
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

@@ -10,7 +10,7 @@ import itertools
 import re
 import uuid
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyotp
 
@@ -166,6 +166,20 @@ class ServiceKit:
             status=FactorStatus.ACTIVE if active else FactorStatus.PENDING,
             created_at=now,
             activated_at=now if active else None,
+        )
+
+    def challenge_service(self, **collaborators: Any) -> ChallengeService:
+        """A `ChallengeService` on this kit's ports, with optional ones added (a push guard...)."""
+        return ChallengeService(
+            store=self.store,
+            factors=self.factors,
+            publisher=self.publisher,
+            limiter=self.limiter,
+            secrets=self.secrets,
+            clock=self.clock,
+            rules=self.rules,
+            shards=STORE_SHARDS,
+            **collaborators,
         )
 
     # --- observing ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 from structlog.testing import capture_logs
@@ -35,10 +36,12 @@ from mfa_pipeline.domain.errors import (
     WrongCodeError,
 )
 from mfa_pipeline.services.backup_codes import BackupCodeService
-from mfa_pipeline.services.challenges import ChallengeService
 from mfa_pipeline.services.enrollment import EnrollmentService
 from mfa_pipeline.services.trusted_sessions import TrustedSessionService, token_digest
-from tests.unit.service_kit import STORE_SHARDS, ServiceKit, make_kit
+from tests.unit.service_kit import ServiceKit, make_kit
+
+if TYPE_CHECKING:
+    from mfa_pipeline.services.challenges import ChallengeService
 
 # The smallest argon2id the library allows: the service's logic, not its cost, is under test.
 CHEAP = Argon2CodeHasher(time_cost=1, memory_cost_kib=8, parallelism=1)
@@ -78,17 +81,7 @@ def kit() -> Kit:
     trusted = TrustedSessionService(
         sessions=sessions, audit=audit, clock=base.clock, ttl_seconds=WEEK
     )
-    challenges = ChallengeService(
-        store=base.store,
-        factors=base.factors,
-        publisher=base.publisher,
-        limiter=base.limiter,
-        secrets=base.secrets,
-        clock=base.clock,
-        rules=base.rules,
-        shards=STORE_SHARDS,
-        backup_codes=backup,
-    )
+    challenges = base.challenge_service(backup_codes=backup)
     enrollment = EnrollmentService(
         factors=base.factors,
         store=base.store,
