@@ -123,25 +123,22 @@ async def get_challenge(
         float, Query(ge=0, le=30, description="Seconds to wait for a status change")
     ] = 0,
 ) -> ChallengeOut:
-    view = c.challenges.get(challenge_id)
-    if wait <= 0 or view.status is not ChallengeStatus.PENDING:
-        return challenge_out(view)
+    if wait <= 0:
+        return challenge_out(c.challenges.get(challenge_id))
     deadline = time.monotonic() + min(wait, c.settings.long_poll_max_seconds)
-    while view.status is ChallengeStatus.PENDING:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
+    while True:
+        # Listening before reading: no change can slip between the read and the wait. One
+        # read per pass: after a wake-up (or the deadline, or expiry) the next pass reads.
         async with watcher.watch(challenge_id) as changed:
             view = c.challenges.get(challenge_id)
-            if view.status is not ChallengeStatus.PENDING:
-                break
+            remaining = deadline - time.monotonic()
+            if view.status is not ChallengeStatus.PENDING or remaining <= 0:
+                return challenge_out(view)
             # Wake at the change, or at expiry (a pending challenge reads `expired` after it).
             until_expiry = view.challenge.expires_at - c.clock.now()
             timeout = max(0.0, min(remaining, until_expiry + 0.05))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed, timeout)
-            view = c.challenges.get(challenge_id)
-    return challenge_out(view)
 
 
 @router.post(
