@@ -90,8 +90,9 @@ def register(app: Celery) -> None:
                 challenge_id=challenge_id, seq=seq, final_attempt=retries >= self.max_retries
             )
         except UnavailableError:
-            # Redis or SQL blinked: nothing was claimed or sent, so try again later rather than
-            # acknowledge a delivery that never happened.
+            # Redis or SQL blinked before the send was claimed (once claimed, the service hands
+            # it back as `retrying` itself): try again later rather than acknowledge a delivery
+            # that never happened.
             raise retry_later(self, retries) from None
         if outcome is DeliveryOutcome.RETRY:
             raise retry_later(self, retries)

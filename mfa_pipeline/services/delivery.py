@@ -20,6 +20,7 @@ from mfa_pipeline.domain.challenges import (
     FactorType,
 )
 from mfa_pipeline.domain.codes import code_digest, generate_code
+from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.events import ChallengeFinished
 from mfa_pipeline.ports import NullMetrics, SmsPermanentError, SmsTransientError, Transition
 from mfa_pipeline.services import audit
@@ -77,7 +78,7 @@ class SmsDeliveryService:
         self._ttl = code_ttl_seconds
         self._status_callback = status_callback_url
 
-    def deliver(  # noqa: PLR0911 - one return per delivery outcome reads best
+    def deliver(
         self, *, challenge_id: str, seq: int, final_attempt: bool = False
     ) -> DeliveryOutcome:
         """Send the code of send sequence `seq`; `final_attempt` turns a transient error final."""
@@ -101,8 +102,28 @@ class SmsDeliveryService:
         if claim.transition is not Transition.DONE:
             bound.info("sms_skipped", outcome=claim.transition.value)
             return DeliveryOutcome.SKIPPED
+        return self._send_claimed(challenge, seq, code, final_attempt=final_attempt, bound=bound)
+
+    def _send_claimed(  # noqa: PLR0911 - one return per delivery outcome reads best
+        self,
+        challenge: Challenge,
+        seq: int,
+        code: str,
+        *,
+        final_attempt: bool,
+        bound: structlog.stdlib.BoundLogger,
+    ) -> DeliveryOutcome:
+        """The send of `seq` is this task's: read the number, send, record the outcome."""
+        challenge_id = challenge.challenge_id
         # Read only once the send is ours: a duplicate or stale task never touches the number.
-        factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
+        try:
+            factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
+        except UnavailableError:
+            # Claimed but not sent: hand the send back (`retrying`), or the task's next run
+            # would find it `sending`, take it for a send that may have left, and fail it.
+            if final_attempt:
+                return self._fail(challenge, seq, "store_unavailable", bound)
+            return self._retry(challenge_id, seq, "store_unavailable", bound)
         if factor is None or factor.phone_ciphertext is None:
             return self._fail(challenge, seq, "factor_removed", bound)
         phone = self._secrets.decrypt(factor.phone_ciphertext, context=phone_context(factor))
@@ -121,25 +142,23 @@ class SmsDeliveryService:
             self._metrics.provider_error(channel="sms", provider_error_code=exc.code or "transient")
             if final_attempt:
                 return self._fail(challenge, seq, exc.code or "transient", bound)
-            self._store.record_delivery(
-                challenge_id,
-                seq,
-                status=DeliveryStatus.RETRYING.value,
-                now=self._clock.now(),
-                error_code=exc.code,
-            )
-            bound.warning("sms_retrying", provider_error_code=exc.code)
-            return DeliveryOutcome.RETRY
+            return self._retry(challenge_id, seq, exc.code, bound)
         except SmsPermanentError as exc:
             self._metrics.provider_error(channel="sms", provider_error_code=exc.code or "rejected")
             return self._fail(challenge, seq, exc.code or "rejected", bound)
-        self._store.record_delivery(
-            challenge_id,
-            seq,
-            status=DeliveryStatus.SENT.value,
-            now=self._clock.now(),
-            provider_id=receipt.provider_id,
-        )
+        try:
+            self._store.record_delivery(
+                challenge_id,
+                seq,
+                status=DeliveryStatus.SENT.value,
+                now=self._clock.now(),
+                provider_id=receipt.provider_id,
+            )
+        except UnavailableError:
+            # The SMS is out and its code (stored by the claim) verifies; only the `sent` mark
+            # is missing. Raising would rerun the task, find the send `sending`, and fail the
+            # challenge under the user's code.
+            bound.warning("sms_sent_unrecorded", provider_id=receipt.provider_id)
         # From the request of this send: the creation, or the resend that began sequence `seq`.
         requested_at = challenge.created_at
         if seq > 0 and challenge.last_resend_at is not None:
@@ -155,6 +174,24 @@ class SmsDeliveryService:
             provider_ms=round((self._clock.now() - started) * 1000, 1),
         )
         return DeliveryOutcome.SENT
+
+    def _retry(
+        self,
+        challenge_id: str,
+        seq: int,
+        error_code: str | None,
+        bound: structlog.stdlib.BoundLogger,
+    ) -> DeliveryOutcome:
+        """Give the claimed send back: the task's next run claims it again and sends."""
+        self._store.record_delivery(
+            challenge_id,
+            seq,
+            status=DeliveryStatus.RETRYING.value,
+            now=self._clock.now(),
+            error_code=error_code,
+        )
+        bound.warning("sms_retrying", provider_error_code=error_code)
+        return DeliveryOutcome.RETRY
 
     def _fail(
         self, challenge: Challenge, seq: int, error_code: str, bound: structlog.stdlib.BoundLogger

@@ -28,6 +28,7 @@ from mfa_pipeline.domain.errors import (
     InvalidRequestError,
     InvalidSignatureError,
     NotFoundError,
+    UnavailableError,
 )
 from mfa_pipeline.domain.events import ChallengeFinished
 from mfa_pipeline.domain.factors import Factor, FactorStatus
@@ -277,15 +278,28 @@ class PushDeliveryService:
         if claim.transition is not Transition.DONE:
             bound.info("push_skipped", outcome=claim.transition.value)
             return PushOutcome.SKIPPED
-        sent, transient = self._send_to_devices(challenge, remaining, bound)
+        sent: list[str] = []
+        transient: str | None = "store_unavailable"
+        try:
+            devices = self._active_devices(challenge.user_id)
+        except UnavailableError:
+            # Claimed but not sent: hand it back as `retrying` below, or the next run would
+            # find it `sending`, skip it as a duplicate, and the push would never leave.
+            pass
+        else:
+            sent, transient = self._send_to_devices(challenge, devices, remaining, bound)
         if sent:
-            self._store.record_delivery(
-                challenge_id,
-                0,
-                status=DeliveryStatus.SENT.value,
-                now=self._clock.now(),
-                provider_id=sent[0],
-            )
+            try:
+                self._store.record_delivery(
+                    challenge_id,
+                    0,
+                    status=DeliveryStatus.SENT.value,
+                    now=self._clock.now(),
+                    provider_id=sent[0],
+                )
+            except UnavailableError:
+                # The push is on the phone and can be answered; only the `sent` mark is missing.
+                bound.warning("push_sent_unrecorded", devices=len(sent))
             latency = self._clock.now() - challenge.created_at
             self._metrics.delivery_latency(channel="push", seconds=latency)
             bound.info(
@@ -304,15 +318,21 @@ class PushDeliveryService:
             return PushOutcome.RETRY
         return self._fail(challenge, transient or "no_device")
 
-    def _send_to_devices(
-        self, challenge: Challenge, remaining: float, bound: structlog.stdlib.BoundLogger
-    ) -> tuple[list[str], str | None]:
-        """Every active device gets the push; returns the receipts and a transient error."""
-        devices = [
+    def _active_devices(self, user_id: str) -> list[Factor]:
+        return [
             f
-            for f in self._factors.list_factors(challenge.user_id)
+            for f in self._factors.list_factors(user_id)
             if f.type is FactorType.PUSH and f.is_active and f.push_token_ciphertext
         ]
+
+    def _send_to_devices(
+        self,
+        challenge: Challenge,
+        devices: list[Factor],
+        remaining: float,
+        bound: structlog.stdlib.BoundLogger,
+    ) -> tuple[list[str], str | None]:
+        """Every active device gets the push; returns the receipts and a transient error."""
         data = push_data(challenge)
         sent: list[str] = []
         transient: str | None = None
