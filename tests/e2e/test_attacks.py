@@ -25,7 +25,7 @@ def settings_overrides() -> dict[str, Any]:
         "limit_challenges_per_ip": "100/600",
         "limit_verifications_per_user": "6/600",
         "limit_verifications_per_ip": "8/600",
-        "long_poll_max_seconds": 1,
+        "long_poll_max_seconds": 3,
     }
 
 
@@ -149,13 +149,12 @@ def test_a_long_poll_beyond_the_limit_is_refused_and_held_polls_do_not_block_log
     for p in polls:
         p.start()
     time.sleep(0.2)
-    started = time.monotonic()
     verified = api.post(
         f"/v1/challenges/{new_challenge(api, user_id)}/verify", json={"code": totp.at(clock.now())}
     )
     assert verified.status_code == 200
-    assert time.monotonic() - started < 1.0  # 20 held polls cost the server no worker
+    assert done == []  # answered while all 20 polls are still held: they cost it no worker
     for p in polls:
         p.join(10)
     assert len(done) == 20
-    assert max(done) < 5  # MFA_LONG_POLL_MAX_SECONDS caps what a caller may hold
+    assert max(done) < 3 + 2  # MFA_LONG_POLL_MAX_SECONDS caps what a caller may hold

@@ -17,6 +17,7 @@ import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -33,6 +34,9 @@ from mfa_pipeline.domain.challenges import (
 )
 from mfa_pipeline.domain.codes import code_digest
 from mfa_pipeline.ports import Transition
+
+if TYPE_CHECKING:
+    from mfa_pipeline.ports import ChallengeStore, StoreResult
 
 SHARDS = 4
 T0 = 1_700_000_000.0
@@ -59,15 +63,39 @@ def store_for(url: str, prefix: str) -> RedisChallengeStore:
     return RedisChallengeStore(client, prefix=prefix, shards=SHARDS, retention_seconds=3600)
 
 
+def apply(store: ChallengeStore, t: Target, op: str, now: float) -> StoreResult:
+    """One operation of the hammer on target `t`, as the service would make it."""
+    if t.factor == "push" and op in {"approve", "deny", "right"}:
+        return store.answer_push(
+            t.challenge_id, approve=op != "deny", number="42", fraud=False, now=now
+        )
+    if t.factor == "totp" and op in {"right", "miss"}:
+        if op == "right":
+            return store.complete(t.challenge_id, ChallengeStatus.VERIFIED, now=now)
+        return store.record_miss(t.challenge_id, now=now)
+    if op == "resend":
+        return store.request_resend(t.challenge_id, now=now, max_resends=3, min_interval=0)
+    code = "100000" if op == "right" else "999999"
+    digest = code_digest(KEY, t.challenge_id, 0, code)
+    return store.verify_code(t.challenge_id, [digest], now=now)
+
+
 def hammer(
     url: str, prefix: str, targets: list[Target], seed: int, start: float
 ) -> list[tuple[str, ...]]:
     """One process: threads doing random operations; returns (id, op, transition, status, now)."""
     store = store_for(url, prefix)
     results: list[tuple[str, ...]] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def worker(thread_seed: int) -> None:
+        try:
+            operate(thread_seed)
+        except BaseException as exc:  # reported below: a lost thread must not vanish
+            errors.append(exc)
+
+    def operate(thread_seed: int) -> None:
         rng = random.Random(thread_seed)
         mine: list[tuple[str, ...]] = []
         time.sleep(max(0.0, start - time.time()))  # every process starts at once
@@ -80,22 +108,7 @@ def hammer(
                 swept = store.sweep(now=now, batch_size=5)
                 mine += [(e.challenge_id, "sweep", "expired", "expired", repr(now)) for e in swept]
                 continue
-            if t.factor == "push" and op in {"approve", "deny", "right"}:
-                r = store.answer_push(
-                    t.challenge_id, approve=op != "deny", number="42", fraud=False, now=now
-                )
-            elif t.factor == "totp" and op in {"right", "miss"}:
-                r = (
-                    store.complete(t.challenge_id, ChallengeStatus.VERIFIED, now=now)
-                    if op == "right"
-                    else store.record_miss(t.challenge_id, now=now)
-                )
-            elif op == "resend":
-                r = store.request_resend(t.challenge_id, now=now, max_resends=3, min_interval=0)
-            else:
-                code = "100000" if op == "right" else "999999"
-                digest = code_digest(KEY, t.challenge_id, 0, code)
-                r = store.verify_code(t.challenge_id, [digest], now=now)
+            r = apply(store, t, op, now)
             status = r.status.value if r.status else ""
             mine.append((t.challenge_id, op, r.transition.value, status, repr(now)))
         with lock:
@@ -106,6 +119,8 @@ def hammer(
         t.start()
     for t in threads:
         t.join(60)
+    if errors:
+        raise errors[0]
     return results
 
 
