@@ -92,7 +92,10 @@ class EnrollmentService:
         return UserView(user, self._factors.list_factors(user_id))
 
     def get_user(self, *, user_id: str) -> UserView:
-        return UserView(self._require_user(user_id), self._factors.list_factors(user_id))
+        user, factors = self._factors.get_user_with_factors(user_id)  # one read per preauth
+        if user is None:
+            raise NotFoundError("No such user.")
+        return UserView(user, factors)
 
     def _require_user(self, user_id: str) -> User:
         user = self._factors.get_user(user_id)

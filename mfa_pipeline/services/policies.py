@@ -165,12 +165,7 @@ class PolicyService:
         return self.for_user(user).allows(factor)
 
     def ensure_allowed(self, user: User | None, factor: FactorType) -> None:
-        if not self.for_user(user).allows(factor):
-            raise FactorNotAllowedError(
-                f"Your firm's policy does not allow {_NAMES.get(factor, factor.value)} "
-                "as a second factor.",
-                factor=factor.value,
-            )
+        _ensure_allows(self.for_user(user), factor)
 
     def ensure_allowed_for(self, user_id: str, factor: FactorType) -> None:
         user = self._factors.get_user(user_id)
@@ -186,15 +181,15 @@ class PolicyService:
         factor_id: str | None,
     ) -> list[Factor]:
         """Factors a login may use: an explicit disallowed choice is refused, `auto` skips it."""
-        policy = self.for_user(user)
+        policy = self.for_user(user)  # once: the checks below share it
         if not policy.allowed_factors:
             return factors
         if requested is not RequestedFactor.AUTO:
-            self.ensure_allowed(user, FactorType(requested.value))
+            _ensure_allows(policy, FactorType(requested.value))
         if factor_id is not None:
             for f in factors:
                 if f.factor_id == factor_id:
-                    self.ensure_allowed(user, f.type)
+                    _ensure_allows(policy, f.type)
         return [f for f in factors if policy.allows(f.type)]
 
     def ensure_sms_number(self, user: User | None, number: PhoneNumber) -> None:
@@ -209,3 +204,12 @@ class PolicyService:
                 "use another number or an authenticator app.",
                 region=number.region,
             )
+
+
+def _ensure_allows(policy: FirmPolicy, factor: FactorType) -> None:
+    if not policy.allows(factor):
+        raise FactorNotAllowedError(
+            f"Your firm's policy does not allow {_NAMES.get(factor, factor.value)} "
+            "as a second factor.",
+            factor=factor.value,
+        )

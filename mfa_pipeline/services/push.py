@@ -152,12 +152,12 @@ class PushDevices:
             raise InvalidRequestError("push_token is missing or too long.", field="push_token")
         key = parse_public_key(public_key)
         canonical_key = base64.b64encode(key.public_bytes_raw()).decode()
-        user = self._factors.get_user(user_id)
+        user, factors = self._factors.get_user_with_factors(user_id)
         if user is None:
             raise NotFoundError("No such user.")
         if self._policies is not None:
             self._policies.ensure_allowed(user, FactorType.PUSH)
-        for known in self._factors.list_factors(user_id):
+        for known in factors:
             if (
                 known.type is FactorType.PUSH
                 and device_public_key(self._secrets, known) == canonical_key
