@@ -1,6 +1,6 @@
 """Long-poll wake-ups: one Redis pattern subscription per API process, futures per waiter.
 
-The store's scripts publish on a challenge's channel whenever it changes. Each API process
+The store's scripts publish on a challenge's channel whenever its status changes. Each API process
 holds one `PSUBSCRIBE <prefix>:ev:*` for its whole life and wakes the futures of the channel a
 message names: a waiting request holds no thread and costs no Redis command of its own. (A
 SUBSCRIBE per waiter, tried first, queued every subscription behind the reader's pending read

@@ -21,5 +21,4 @@ if ARGV[9] == '1' and h[1] == 'pending' then
   finish(key, due, id, channel, 'failed', now, retain_ms)
   return {'done', 'failed', 0}
 end
-notify(channel, 'delivery:' .. dst)
 return {'done', h[1], 0}

@@ -12,7 +12,7 @@
 local RANK = {queued = 0, sending = 0, retrying = 0, sent = 1,
   delivered = 2, undelivered = 2, failed = 2}
 local key = KEYS[1]
-local channel, now, seq = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local now, seq = ARGV[3], tonumber(ARGV[4])  -- ARGV[2], the channel: a report changes no status
 local sid, dst, err = ARGV[5], ARGV[6], ARGV[7]
 local h = redis.call('HMGET', key, 'status', 'seq', 'dsid', 'dst', 'cseq')
 if not h[1] then return {'not_found', '', 0} end
@@ -25,5 +25,4 @@ end
 if (RANK[dst] or 0) <= (RANK[h[4]] or 0) then return {'duplicate', h[1], 0} end
 redis.call('HSET', key, 'dst', dst, 'dsid', sid, 'dupd', now)
 if err ~= '' then redis.call('HSET', key, 'derr', err) end
-notify(channel, 'delivery:' .. dst)
 return {'done', h[1], 0}
