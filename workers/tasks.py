@@ -21,6 +21,8 @@ from mfa_pipeline.services.push import PushOutcome
 from mfa_pipeline.services.webhooks import WebhookOutcome
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from celery import Celery, Task
 
     from mfa_pipeline.bootstrap import Container
@@ -58,6 +60,22 @@ def retry_later(task: Task, retries: int) -> Exception:
     return task.retry(countdown=countdown)  # type: ignore[no-any-return]
 
 
+def run_delivery(task: Task, deliver: Callable[[bool], DeliveryOutcome | PushOutcome]) -> str:
+    """Run `deliver(final_attempt)`; retry later when it asks to, or when a store blinked.
+
+    A blink can only come before the send was claimed (once claimed, the service hands the
+    send back as `retrying` itself): never acknowledge a delivery that did not happen.
+    """
+    retries = int(task.request.retries)
+    try:
+        outcome = deliver(retries >= task.max_retries)
+    except UnavailableError:
+        raise retry_later(task, retries) from None
+    if outcome in (DeliveryOutcome.RETRY, PushOutcome.RETRY):
+        raise retry_later(task, retries)
+    return outcome.value
+
+
 def register(app: Celery) -> None:
     settings = app.conf.mfa_settings
 
@@ -83,20 +101,11 @@ def register(app: Celery) -> None:
         max_retries=settings.sms_max_retries,
     )
     def deliver_sms(self: Task, challenge_id: str, seq: int) -> str:
-        container = container_for(self.app)
-        retries = int(self.request.retries)
-        try:
-            outcome = container.delivery.deliver(
-                challenge_id=challenge_id, seq=seq, final_attempt=retries >= self.max_retries
-            )
-        except UnavailableError:
-            # Redis or SQL blinked before the send was claimed (once claimed, the service hands
-            # it back as `retrying` itself): try again later rather than acknowledge a delivery
-            # that never happened.
-            raise retry_later(self, retries) from None
-        if outcome is DeliveryOutcome.RETRY:
-            raise retry_later(self, retries)
-        return outcome.value
+        delivery = container_for(self.app).delivery
+        return run_delivery(
+            self,
+            lambda final: delivery.deliver(challenge_id=challenge_id, seq=seq, final_attempt=final),
+        )
 
     _register_push(app)
     _register_webhooks(app)
@@ -157,14 +166,7 @@ def _register_push(app: Celery) -> None:
         max_retries=settings.push_max_retries,
     )
     def deliver_push(self: Task, challenge_id: str) -> str:
-        container = container_for(self.app)
-        retries = int(self.request.retries)
-        try:
-            outcome = container.push_delivery.deliver(
-                challenge_id=challenge_id, final_attempt=retries >= self.max_retries
-            )
-        except UnavailableError:
-            raise retry_later(self, retries) from None
-        if outcome is PushOutcome.RETRY:
-            raise retry_later(self, retries)
-        return outcome.value
+        push = container_for(self.app).push_delivery
+        return run_delivery(
+            self, lambda final: push.deliver(challenge_id=challenge_id, final_attempt=final)
+        )
