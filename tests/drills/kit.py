@@ -7,6 +7,7 @@ the drill's own login SMS: one number per user, so `sms_per_number` tells lost f
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
@@ -22,6 +23,7 @@ from tests.fixtures.pipeline import make_settings
 from tests.fixtures.twilio import TWILIO_SID, TWILIO_TOKEN
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from mfa_pipeline.bootstrap import Container
@@ -97,6 +99,17 @@ def enroll_sms_users(settings: Settings, count: int) -> dict[str, str]:
     finally:
         container.close()
     return users
+
+
+@contextlib.contextmanager
+def sms_drill(settings: Settings, count: int) -> Iterator[tuple[dict[str, str], Container]]:
+    """`count` enrolled SMS users and a container for the drill's API side, closed after."""
+    users = enroll_sms_users(settings, count)
+    container = bootstrap(settings)
+    try:
+        yield users, container
+    finally:
+        container.close()
 
 
 def issue_sms_challenge(container: Container, user_id: str) -> str:

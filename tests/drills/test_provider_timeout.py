@@ -20,12 +20,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mfa_pipeline.bootstrap import bootstrap
 from tests.drills.kit import (
     assert_each_got_one_sms_or_failed,
     drill_settings,
-    enroll_sms_users,
     issue_sms_challenge,
+    sms_drill,
     wait_until_settled,
 )
 from tests.fakes.tcp_proxy import TcpProxy
@@ -64,9 +63,7 @@ def test_a_provider_outage_is_retried_through_and_every_challenge_gets_one_sms_a
             sms_retry_backoff_max_seconds=1.0,
             sms_max_retries=12,
         )
-        users = enroll_sms_users(settings, CHALLENGES)
-        container = bootstrap(settings)
-        try:
+        with sms_drill(settings, CHALLENGES) as (users, container):
             worker_processes(settings, queues="sms", concurrency=4)
             proxy.blackhole()
             started = time.monotonic()
@@ -92,5 +89,3 @@ def test_a_provider_outage_is_retried_through_and_every_challenge_gets_one_sms_a
             wait_until_settled(container, list(challenges), timeout=20)
             outcomes = assert_each_got_one_sms_or_failed(container, challenges, users, fake_twilio)
             assert outcomes == {"sent": CHALLENGES}
-        finally:
-            container.close()

@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mfa_pipeline.bootstrap import bootstrap
 from tests.drills.kit import (
     assert_each_got_one_sms_or_failed,
     drill_settings,
-    enroll_sms_users,
     issue_sms_challenge,
+    sms_drill,
     wait_until_settled,
 )
 from tests.fixtures.pipeline import wait_until
@@ -80,9 +79,7 @@ def test_adding_and_warmly_stopping_workers_under_load_loses_and_duplicates_no_s
     worker_processes: Callable[..., WorkerProcess],
 ) -> None:
     settings = drill_settings(tmp_path, own_redis.url, key_prefix, fake_twilio.url)
-    users = enroll_sms_users(settings, USERS)
-    container = bootstrap(settings)
-    try:
+    with sms_drill(settings, USERS) as (users, container):
         fake_twilio.delay = 0.05
         first = worker_processes(settings, queues="sms", concurrency=2)
         stream = ChallengeStream(container, list(users))
@@ -106,5 +103,3 @@ def test_adding_and_warmly_stopping_workers_under_load_loses_and_duplicates_no_s
         assert len(fake_twilio.messages) == len(stream.issued)
         assert "Warm shutdown" in first.output()
         assert third.process.poll() is None
-    finally:
-        container.close()

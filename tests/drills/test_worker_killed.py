@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mfa_pipeline.bootstrap import bootstrap
 from tests.drills.kit import (
     assert_each_got_one_sms_or_failed,
     drill_settings,
-    enroll_sms_users,
     is_settled,
     issue_sms_challenge,
+    sms_drill,
     wait_until_settled,
 )
 
@@ -48,9 +47,7 @@ def test_killing_pool_processes_mid_send_leaves_each_challenge_with_one_sms_or_f
     worker_processes: Callable[..., WorkerProcess],
 ) -> None:
     settings = drill_settings(tmp_path, own_redis.url, key_prefix, fake_twilio.url)
-    users = enroll_sms_users(settings, CHALLENGES)
-    container = bootstrap(settings)
-    try:
+    with sms_drill(settings, CHALLENGES) as (users, container):
         worker = worker_processes(settings, queues="sms", concurrency=2)
         fake_twilio.delay = 0.3
         challenges = {issue_sms_challenge(container, user): user for user in users}
@@ -76,5 +73,3 @@ def test_killing_pool_processes_mid_send_leaves_each_challenge_with_one_sms_or_f
         # A killed process held at most one send; each may fail one challenge, no more.
         assert 1 <= outcomes["failed"] <= kills
         assert worker.process.poll() is None  # the worker itself lives on
-    finally:
-        container.close()
