@@ -15,7 +15,7 @@ import redis
 from celery import Celery, signals
 from kombu import Queue  # type: ignore[attr-defined]
 
-from workers.app import celery_config
+from mfa_pipeline.adapters.celery_app import celery_config
 
 if TYPE_CHECKING:
     from mfa_pipeline.config import Settings

@@ -23,7 +23,7 @@ import aiohttp
 from bench.arrivals import Arrivals
 from bench.run import CpuMeter
 from bench.stack import API_KEY, Stack
-from mfa_pipeline.device import SimulatedDevice
+from mfa_pipeline.cli.device import SimulatedDevice
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

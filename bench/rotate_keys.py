@@ -22,11 +22,11 @@ from mfa_pipeline.adapters.sql_account import (
     SqlBackupCodeRepository,
     SqlTrustedSessionRepository,
 )
+from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.adapters.sql_models import FactorRow, UserRow
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.adapters.sql_secrets import SqlSecretRotationRepository
-from mfa_pipeline.clock import SystemClock
-from mfa_pipeline.migrations import upgrade
+from mfa_pipeline.adapters.system_clock import SystemClock
 from mfa_pipeline.services.admin import AdminService
 from mfa_pipeline.services.audit import Auditor
 

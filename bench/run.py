@@ -34,7 +34,7 @@ from bench.report import (
 )
 from bench.seed import Seeder, SmsUser, TotpUser
 from bench.stack import API_KEY, Child, Stack, cpu_seconds
-from workers.app import celery_config
+from mfa_pipeline.adapters.celery_app import celery_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Self
 import httpx
 
 from mfa_pipeline.adapters.crypto import generate_key
+from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.bootstrap import bootstrap
+from mfa_pipeline.cli.embedded_redis import EmbeddedRedis, free_port
 from mfa_pipeline.config import Settings
-from mfa_pipeline.embedded import EmbeddedRedis, free_port
-from mfa_pipeline.migrations import upgrade
 from tests.fakes.fake_fcm import FakeFcm
 from tests.fakes.fake_twilio import FakeTwilio
 

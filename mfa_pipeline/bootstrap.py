@@ -9,6 +9,8 @@ import redis
 from redis.cluster import RedisCluster
 
 from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
+from mfa_pipeline.adapters.celery_app import QUEUES, create_producer
+from mfa_pipeline.adapters.celery_publisher import CeleryEventPublisher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, parse_keys
 from mfa_pipeline.adapters.prometheus_metrics import CeleryQueueDepths, PrometheusMetrics
 from mfa_pipeline.adapters.push_guard import RedisPushGuard
@@ -26,10 +28,15 @@ from mfa_pipeline.adapters.sql_account import (
 )
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.adapters.sql_secrets import SqlSecretRotationRepository
+from mfa_pipeline.adapters.system_clock import SystemClock
 from mfa_pipeline.adapters.webhook_verifiers import NullWebhookVerifier, TwilioWebhookVerifier
-from mfa_pipeline.clock import SystemClock
-from mfa_pipeline.config import PushProvider, Settings, SmsProvider
-from mfa_pipeline.devkeys import ConfigurationError, with_dev_keys
+from mfa_pipeline.config import (
+    ConfigurationError,
+    PushProvider,
+    Settings,
+    SmsProvider,
+    with_dev_keys,
+)
 from mfa_pipeline.domain.challenges import Lifetimes
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.domain.rules import ChallengeRules
@@ -187,8 +194,6 @@ def build_push_sender(settings: Settings) -> PushSender:
 
 def build_metrics(settings: Settings, store_client: RedisClient) -> Metrics:
     """Prometheus metrics; queue depths come from the broker when it is Redis (`LLEN`)."""
-    from workers.app import QUEUES  # noqa: PLC0415 - the worker app imports us
-
     broker = settings.effective_broker_url
     depths = None
     if broker.startswith(("redis://", "rediss://", "unix://")):
@@ -234,11 +239,8 @@ def status_callback_url(settings: Settings) -> str | None:
 
 
 def build_publisher(settings: Settings) -> EventPublisher:
-    from mfa_pipeline.adapters.celery_publisher import CeleryEventPublisher  # noqa: PLC0415
-    from workers.app import create_celery_app  # noqa: PLC0415 - the worker app imports us
-
     return CeleryEventPublisher(
-        create_celery_app(settings), result_webhooks=settings.result_webhook_url is not None
+        create_producer(settings), result_webhooks=settings.result_webhook_url is not None
     )
 
 

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from celery import signals
 
-from mfa_pipeline.adapters.celery_publisher import (
+from mfa_pipeline.adapters.celery_app import (
     DELIVER_PUSH,
     DELIVER_SMS,
     DELIVER_WEBHOOK,
     SWEEP_EXPIRED,
 )
+from mfa_pipeline.bootstrap import bootstrap
 from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.services.delivery import DeliveryOutcome
 from mfa_pipeline.services.push import PushOutcome
@@ -38,8 +39,6 @@ def container_for(app: Celery) -> Container:
         if key not in _containers:
             factory = app.conf.mfa_container_factory
             if factory is None:
-                from mfa_pipeline.bootstrap import bootstrap  # noqa: PLC0415
-
                 _containers[key] = bootstrap(app.conf.mfa_settings)
             else:
                 _containers[key] = factory()

@@ -8,6 +8,12 @@ import kombu.exceptions
 import redis
 import structlog
 
+from mfa_pipeline.adapters.celery_app import (
+    DELIVER_PUSH,
+    DELIVER_SMS,
+    DELIVER_WEBHOOK,
+    QUEUE_OF,
+)
 from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.events import (
     ChallengeFinished,
@@ -21,12 +27,6 @@ if TYPE_CHECKING:
     from celery import Celery
 
 log = structlog.get_logger(__name__)
-
-# Task names are the contract between the API and the workers; `workers/tasks.py` registers them.
-DELIVER_SMS = "mfa.deliver_sms"
-SWEEP_EXPIRED = "mfa.sweep_expired"
-DELIVER_PUSH = "mfa.deliver_push"
-DELIVER_WEBHOOK = "mfa.deliver_webhook"
 
 # What `send_task` raises when the broker cannot be reached (kombu wraps most of it).
 BROKER_DOWN = (kombu.exceptions.OperationalError, redis.ConnectionError, redis.TimeoutError)
@@ -47,9 +47,13 @@ class CeleryEventPublisher(EventPublisher):
 
     def _send(self, event: Event) -> None:
         if isinstance(event, SmsDeliveryRequested):
-            self._app.send_task(DELIVER_SMS, args=[event.challenge_id, event.seq], queue="sms")
+            self._app.send_task(
+                DELIVER_SMS, args=[event.challenge_id, event.seq], queue=QUEUE_OF[DELIVER_SMS]
+            )
         elif isinstance(event, PushDeliveryRequested):
-            self._app.send_task(DELIVER_PUSH, args=[event.challenge_id], queue="push")
+            self._app.send_task(
+                DELIVER_PUSH, args=[event.challenge_id], queue=QUEUE_OF[DELIVER_PUSH]
+            )
         elif isinstance(event, ChallengeFinished) and self._webhooks:
             payload = {
                 "challenge_id": event.challenge_id,
@@ -58,15 +62,5 @@ class CeleryEventPublisher(EventPublisher):
                 "status": event.status.value,
                 "application": event.application,
             }
-            self._app.send_task(DELIVER_WEBHOOK, args=[payload], queue="webhooks")
+            self._app.send_task(DELIVER_WEBHOOK, args=[payload], queue=QUEUE_OF[DELIVER_WEBHOOK])
         # Other events have no consumer yet beyond the structured log the services write.
-
-
-class RecordingEventPublisher(EventPublisher):
-    """Keeps events in a list: the in-memory twin for unit tests."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def publish(self, event: Event) -> None:
-        self.events.append(event)

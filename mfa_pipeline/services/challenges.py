@@ -70,14 +70,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# The rate-limit key prefixes by the name operators see (`limit` in logs and metrics).
-LIMIT_NAMES = {
-    "cu": "challenges_per_user",
-    "ci": "challenges_per_ip",
-    "vu": "verifications_per_user",
-    "vi": "verifications_per_ip",
-}
-
 DONE = Transition.DONE
 # `delivery.error_code` of a challenge whose send could not be queued (the broker was down).
 QUEUE_UNAVAILABLE = "queue_unavailable"
@@ -95,6 +87,15 @@ class ChallengeView:
         return self.challenge.attempts_remaining
 
 
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """One count against a window: `name` is what operators see (`limit` in logs, metrics)."""
+
+    name: str
+    key: str
+    limit: RateLimit
+
+
 class RateLimits:
     """Per-user and per-IP windows on creating and on verifying challenges."""
 
@@ -105,12 +106,11 @@ class RateLimits:
         self._rules = rules
         self._metrics = metrics or NullMetrics()
 
-    def _check(self, hits: list[tuple[str, RateLimit]], now: float, what: str) -> None:
-        waits = self._limiter.hit_many(hits, now=now)
+    def _check(self, hits: list[_Hit], now: float, what: str) -> None:
+        waits = self._limiter.hit_many([(h.key, h.limit) for h in hits], now=now)
         wait = max(waits)
         if wait > 0:
-            prefix = hits[waits.index(wait)][0].split(":", 1)[0]
-            limited = LIMIT_NAMES.get(prefix, prefix)
+            limited = hits[waits.index(wait)].name
             log.warning("rate_limited", limit=limited, outcome="rejected")
             self._metrics.rate_limited(limit=limited)
             raise RateLimitedError(
@@ -120,9 +120,11 @@ class RateLimits:
     def on_create(
         self, user_id: str, ip: str | None, now: float, *, verifying: bool = False
     ) -> None:
-        hits = [(f"cu:{user_id}", self._rules.challenges_per_user)]
+        rules = self._rules
+        # Short key prefixes: one counter per user and per address lives in the store.
+        hits = [_Hit("challenges_per_user", f"cu:{user_id}", rules.challenges_per_user)]
         if ip:
-            hits.append((f"ci:{ip}", self._rules.challenges_per_ip))
+            hits.append(_Hit("challenges_per_ip", f"ci:{ip}", rules.challenges_per_ip))
         if verifying:
             hits += self._verify_hits(user_id, ip)
         self._check(hits, now, "login attempts")
@@ -130,10 +132,11 @@ class RateLimits:
     def on_verify(self, user_id: str, ip: str | None, now: float) -> None:
         self._check(self._verify_hits(user_id, ip), now, "code attempts")
 
-    def _verify_hits(self, user_id: str, ip: str | None) -> list[tuple[str, RateLimit]]:
-        hits = [(f"vu:{user_id}", self._rules.verifications_per_user)]
+    def _verify_hits(self, user_id: str, ip: str | None) -> list[_Hit]:
+        rules = self._rules
+        hits = [_Hit("verifications_per_user", f"vu:{user_id}", rules.verifications_per_user)]
         if ip:
-            hits.append((f"vi:{ip}", self._rules.verifications_per_ip))
+            hits.append(_Hit("verifications_per_ip", f"vi:{ip}", rules.verifications_per_ip))
         return hits
 
 

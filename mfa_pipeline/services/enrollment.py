@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from mfa_pipeline.adapters.phonenumbers_parser import PhoneNumber, parse_phone
+from mfa_pipeline.adapters.segno_qr import qr_svg
 from mfa_pipeline.domain.challenges import FactorType, RequestContext
 from mfa_pipeline.domain.codes import normalize_code
 from mfa_pipeline.domain.errors import (
@@ -17,8 +19,6 @@ from mfa_pipeline.domain.errors import (
 )
 from mfa_pipeline.domain.factors import Factor, FactorStatus, User
 from mfa_pipeline.domain.totp import generate_secret, provisioning_uri
-from mfa_pipeline.phones import PhoneNumber, parse_phone
-from mfa_pipeline.qr import qr_svg
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, phone_context, totp_context
 

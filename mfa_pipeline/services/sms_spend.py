@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from mfa_pipeline.adapters.phonenumbers_parser import sms_destination
 from mfa_pipeline.domain.errors import InvalidPhoneError, RateLimitedError
 from mfa_pipeline.domain.sms_spend import SmsLimitScope, SmsUnavailableError
-from mfa_pipeline.phones import sms_destination
 from mfa_pipeline.services.verification import phone_context
 
 if TYPE_CHECKING:

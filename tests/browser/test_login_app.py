@@ -14,9 +14,9 @@ import pytest
 from playwright.sync_api import expect
 
 from mfa_pipeline.adapters.outbox import OutboxReader
+from mfa_pipeline.cli.device import SimulatedDevice
 from mfa_pipeline.client import MfaClient
 from mfa_pipeline.demo.passwords import DEMO_PASSWORDS
-from mfa_pipeline.device import SimulatedDevice
 from tests.fixtures.pipeline import MANAGE_KEY, wait_until
 
 if TYPE_CHECKING:
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
     from playwright.sync_api import Page
 
-    from mfa_pipeline.clock import FrozenClock
     from mfa_pipeline.config import Settings
     from tests.browser.conftest import Shots
+    from tests.doubles.clock import FrozenClock
     from tests.fixtures.pipeline import ApiServer
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mfa_pipeline.embedded import EmbeddedRedis
+from mfa_pipeline.cli.embedded_redis import EmbeddedRedis
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -14,11 +14,11 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from mfa_pipeline.adapters.celery_publisher import RecordingEventPublisher
+from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.bootstrap import bootstrap
 from mfa_pipeline.domain.challenges import RequestContext, RequestedFactor
-from mfa_pipeline.migrations import upgrade
 from mfa_pipeline.ports import SmsReceipt, SmsSender
+from tests.doubles.publisher import RecordingEventPublisher
 from tests.fixtures.pipeline import make_settings
 from tests.fixtures.twilio import TWILIO_SID, TWILIO_TOKEN
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mfa_pipeline.bootstrap import Container
-    from mfa_pipeline.embedded import EmbeddedRedis
+    from mfa_pipeline.cli.embedded_redis import EmbeddedRedis
     from tests.fakes.fake_twilio import FakeTwilio
     from tests.fixtures.worker_processes import WorkerProcess
 

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from mfa_pipeline.bootstrap import Container
-    from mfa_pipeline.clock import FrozenClock
     from mfa_pipeline.config import Settings
+    from tests.doubles.clock import FrozenClock
     from tests.fakes.fake_twilio import FakeTwilio
     from tests.fixtures.pipeline import ApiServer
 

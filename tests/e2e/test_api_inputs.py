@@ -12,7 +12,7 @@ from tests.fixtures.pipeline import new_user_id
 if TYPE_CHECKING:
     import httpx
 
-    from mfa_pipeline.clock import FrozenClock
+    from tests.doubles.clock import FrozenClock
 
 
 @pytest.fixture

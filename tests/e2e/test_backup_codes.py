@@ -16,8 +16,8 @@ from tests.fixtures.pipeline import MANAGE_KEY
 
 if TYPE_CHECKING:
     from mfa_pipeline.bootstrap import Container
-    from mfa_pipeline.clock import FrozenClock
     from mfa_pipeline.config import Settings
+    from tests.doubles.clock import FrozenClock
     from tests.fixtures.pipeline import ApiServer
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mfa_pipeline.embedded import free_port
+from mfa_pipeline.cli.embedded_redis import free_port
 from mfa_pipeline.services.delivery import DeliveryOutcome
 from tests.drills.kit import enroll_sms_users
 

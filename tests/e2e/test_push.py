@@ -1,6 +1,6 @@
 """Push approval end to end: HTTP → Redis → a real Celery worker → pyfcm → a fake FCM, and back.
 
-The device is the project's simulator (`mfa_pipeline.device`): it signs with a real Ed25519 key.
+The device is the project's simulator (`mfa_pipeline.cli.device`): it signs with a real Ed25519 key.
 Every forged, replayed, late or cross-user answer is tried, and the challenge is checked to be
 unchanged afterwards.
 """
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from mfa_pipeline.device import SimulatedDevice
+from mfa_pipeline.cli.device import SimulatedDevice
 from tests.e2e.test_login_flows import enroll_totp
 from tests.fixtures.pipeline import new_user_id, wait_until
 
 if TYPE_CHECKING:
     from mfa_pipeline.bootstrap import Container
-    from mfa_pipeline.clock import FrozenClock
+    from tests.doubles.clock import FrozenClock
     from tests.fakes.fake_fcm import FakeFcm
     from tests.fixtures.pipeline import ApiServer
 

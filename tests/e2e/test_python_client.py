@@ -17,6 +17,7 @@ import pyotp
 import pytest
 
 from mfa_pipeline.adapters.outbox import OutboxReader
+from mfa_pipeline.cli.device import SimulatedDevice
 from mfa_pipeline.client import (
     NO_RETRIES,
     ActorMfaRequiredError,
@@ -36,7 +37,6 @@ from mfa_pipeline.client import (
     UnauthenticatedError,
     WaitTimeoutError,
 )
-from mfa_pipeline.device import SimulatedDevice
 from tests.e2e.test_login_flows import PHONE, last_code
 from tests.fixtures.pipeline import MANAGE_KEY, new_user_id, wait_until
 from tests.fixtures.services import free_port
@@ -44,8 +44,8 @@ from tests.fixtures.services import free_port
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from mfa_pipeline.clock import FrozenClock
     from mfa_pipeline.config import Settings
+    from tests.doubles.clock import FrozenClock
     from tests.fakes.fake_twilio import FakeTwilio
     from tests.fixtures.pipeline import ApiServer
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import httpx
 
     from mfa_pipeline.bootstrap import Container
-    from mfa_pipeline.embedded import EmbeddedRedis
+    from mfa_pipeline.cli.embedded_redis import EmbeddedRedis
     from tests.fakes.fake_twilio import FakeTwilio
     from tests.fixtures.pipeline import ApiServer
     from tests.fixtures.redis_cluster import LocalRedisCluster

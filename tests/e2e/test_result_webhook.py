@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from mfa_pipeline.clock import FrozenClock
+    from tests.doubles.clock import FrozenClock
 
 pytestmark = pytest.mark.usefixtures("worker")
 SECRET = "webhook-secret-" + "s" * 16

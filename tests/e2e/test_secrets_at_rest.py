@@ -17,8 +17,8 @@ from tests.fixtures.pipeline import new_user_id
 if TYPE_CHECKING:
     import httpx
 
-    from mfa_pipeline.clock import FrozenClock
     from mfa_pipeline.config import Settings
+    from tests.doubles.clock import FrozenClock
     from tests.fakes.fake_twilio import FakeTwilio
 
 

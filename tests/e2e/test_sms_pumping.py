@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import httpx
     import redis
 
-    from mfa_pipeline.clock import FrozenClock
+    from tests.doubles.clock import FrozenClock
     from tests.fakes.fake_twilio import FakeTwilio
 
 pytestmark = pytest.mark.usefixtures("worker")

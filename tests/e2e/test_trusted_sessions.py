@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     import pyotp
 
     from mfa_pipeline.bootstrap import Container
-    from mfa_pipeline.clock import FrozenClock
     from mfa_pipeline.config import Settings
+    from tests.doubles.clock import FrozenClock
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.api.app import create_app
 from mfa_pipeline.bootstrap import bootstrap
-from mfa_pipeline.migrations import upgrade
 from tests.fixtures.pipeline import MANAGE_KEY, ApiServer, make_settings
 from tests.fixtures.services import free_port
 

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mfa_pipeline.adapters.memory_account import (
+from mfa_pipeline.adapters.sql_account import SqlBackupCodeRepository, SqlTrustedSessionRepository
+from mfa_pipeline.adapters.sql_migrations import upgrade
+from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
+from tests.doubles.memory_account import (
     InMemoryBackupCodeRepository,
     InMemoryTrustedSessionRepository,
 )
-from mfa_pipeline.adapters.sql_account import SqlBackupCodeRepository, SqlTrustedSessionRepository
-from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
-from mfa_pipeline.migrations import upgrade
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from mfa_pipeline.adapters.celery_publisher import RecordingEventPublisher
 from mfa_pipeline.adapters.crypto import SecretDecryptError, generate_key
+from mfa_pipeline.adapters.sql_migrations import head_revision
 from mfa_pipeline.bootstrap import Container, bootstrap
 from mfa_pipeline.cli import main
 from mfa_pipeline.domain.challenges import RequestContext, RequestedFactor
-from mfa_pipeline.migrations import head_revision
+from tests.doubles.publisher import RecordingEventPublisher
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
     from click.testing import Result
 
-    from mfa_pipeline.clock import FrozenClock
     from mfa_pipeline.config import Settings
+    from tests.doubles.clock import FrozenClock
     from tests.fakes.fake_twilio import FakeTwilio
 
 KEY_A = generate_key()

@@ -19,7 +19,6 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from mfa_pipeline.adapters.memory_store import InMemoryChallengeStore, InMemoryRateLimiter
 from mfa_pipeline.adapters.redis_store import (
     MAX_BATCHES_PER_SHARD,
     RedisChallengeStore,
@@ -40,6 +39,7 @@ from mfa_pipeline.domain.challenges import (
 from mfa_pipeline.domain.codes import code_digest
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.ports import ExpiredChallenge, StoreResult, Transition
+from tests.doubles.memory_store import InMemoryChallengeStore, InMemoryRateLimiter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -28,7 +28,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from mfa_pipeline.adapters.memory_store import InMemoryChallengeStore
 from mfa_pipeline.adapters.redis_store import RedisChallengeStore
 from mfa_pipeline.domain.challenges import (
     Challenge,
@@ -42,6 +41,7 @@ from mfa_pipeline.domain.challenges import (
 )
 from mfa_pipeline.domain.codes import code_digest
 from mfa_pipeline.ports import Transition
+from tests.doubles.memory_store import InMemoryChallengeStore
 from tests.integration.store_model import SUCCESS, ModelChallenge
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
-from mfa_pipeline.embedded import EmbeddedRedis, _bundled_redis_server
+from mfa_pipeline.cli.embedded_redis import EmbeddedRedis, _bundled_redis_server
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from mfa_pipeline.adapters.sql_migrations import current_revision, head_revision, upgrade
 from mfa_pipeline.adapters.sql_models import Base
 from mfa_pipeline.adapters.sql_repository import create_engine_for
-from mfa_pipeline.migrations import current_revision, head_revision, upgrade
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,11 @@ def test_the_first_revision_builds_users_and_factors(database_url: str) -> None:
 
 def test_processes_upgrading_at_once_all_succeed(database_url: str) -> None:
     """Every API and worker replica may run `db upgrade` at start; they must queue, not fail."""
-    script = "import sys\nfrom mfa_pipeline.migrations import upgrade\nupgrade(sys.argv[1])\n"
+    script = (
+        "import sys\n"
+        "from mfa_pipeline.adapters.sql_migrations import upgrade\n"
+        "upgrade(sys.argv[1])\n"
+    )
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", script, database_url],

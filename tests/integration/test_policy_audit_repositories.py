@@ -8,26 +8,26 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mfa_pipeline.adapters.memory_account import (
-    InMemoryAuditLog,
-    InMemoryPolicyRepository,
-    InMemoryTrustedSessionRepository,
-)
 from mfa_pipeline.adapters.sql_account import (
     SqlAuditLog,
     SqlPolicyRepository,
     SqlTrustedSessionRepository,
 )
+from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.adapters.sql_secrets import SqlSecretRotationRepository
-from mfa_pipeline.clock import FrozenClock
 from mfa_pipeline.domain.audit import AuditEvent
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.factors import Factor, FactorStatus
 from mfa_pipeline.domain.policies import FirmPolicy
-from mfa_pipeline.migrations import upgrade
 from mfa_pipeline.ports import StoredSecret
 from mfa_pipeline.services.audit import Auditor
+from tests.doubles.clock import FrozenClock
+from tests.doubles.memory_account import (
+    InMemoryAuditLog,
+    InMemoryPolicyRepository,
+    InMemoryTrustedSessionRepository,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mfa_pipeline.adapters.crypto import generate_key
-from mfa_pipeline.config import Settings
-from mfa_pipeline.devkeys import ConfigurationError, dev_api_key, with_dev_keys
+from mfa_pipeline.config import ConfigurationError, Settings, dev_api_key, with_dev_keys
 
 if TYPE_CHECKING:
     from pathlib import Path

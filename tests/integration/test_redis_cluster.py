@@ -21,7 +21,7 @@ from mfa_pipeline.adapters.push_guard import RedisPushGuard
 from mfa_pipeline.adapters.redis_store import RedisChallengeStore, RedisRateLimiter
 from mfa_pipeline.api.watcher import ChallengeWatcher
 from mfa_pipeline.bootstrap import bootstrap
-from mfa_pipeline.devkeys import ConfigurationError
+from mfa_pipeline.config import ConfigurationError
 from mfa_pipeline.domain.challenges import ChallengeStatus, shard_of
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.ports import Transition

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import pytest
 from redis.crc import key_slot
 
+from mfa_pipeline.adapters.phonenumbers_parser import sms_destination
 from mfa_pipeline.adapters.sms_spend import InMemorySmsSpendGuard, RedisSmsSpendGuard
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.domain.sms_spend import SmsDestination, SmsLimitScope, SmsSpendLimits
-from mfa_pipeline.phones import sms_destination
 
 if TYPE_CHECKING:
     from collections.abc import Callable

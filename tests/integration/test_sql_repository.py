@@ -11,12 +11,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from mfa_pipeline.adapters.memory import InMemoryFactorRepository
+from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.factors import Factor, FactorStatus
-from mfa_pipeline.migrations import upgrade
+from tests.doubles.memory_factors import InMemoryFactorRepository
 from tests.fixtures.services import free_port
 
 if TYPE_CHECKING:

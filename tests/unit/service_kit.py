@@ -14,11 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyotp
 
-from mfa_pipeline.adapters.celery_publisher import RecordingEventPublisher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, generate_key, parse_keys
-from mfa_pipeline.adapters.memory import InMemoryFactorRepository
-from mfa_pipeline.adapters.memory_store import InMemoryChallengeStore, InMemoryRateLimiter
-from mfa_pipeline.clock import FrozenClock
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.factors import Factor, FactorStatus
 from mfa_pipeline.domain.rules import ChallengeRules
@@ -29,6 +25,10 @@ from mfa_pipeline.services.delivery import SmsDeliveryService
 from mfa_pipeline.services.enrollment import EnrollmentService, new_factor_id
 from mfa_pipeline.services.sweeps import SweepService
 from mfa_pipeline.services.verification import phone_context, totp_context
+from tests.doubles.clock import FrozenClock
+from tests.doubles.memory_factors import InMemoryFactorRepository
+from tests.doubles.memory_store import InMemoryChallengeStore, InMemoryRateLimiter
+from tests.doubles.publisher import RecordingEventPublisher
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.events import Event

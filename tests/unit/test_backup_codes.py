@@ -10,11 +10,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
-from mfa_pipeline.adapters.memory_account import (
-    InMemoryAuditLog,
-    InMemoryBackupCodeRepository,
-    InMemoryTrustedSessionRepository,
-)
 from mfa_pipeline.domain.backup_codes import (
     ALPHABET,
     BITS_PER_CODE,
@@ -38,6 +33,11 @@ from mfa_pipeline.domain.errors import (
 from mfa_pipeline.services.backup_codes import BackupCodeService
 from mfa_pipeline.services.enrollment import EnrollmentService
 from mfa_pipeline.services.trusted_sessions import TrustedSessionService, token_digest
+from tests.doubles.memory_account import (
+    InMemoryAuditLog,
+    InMemoryBackupCodeRepository,
+    InMemoryTrustedSessionRepository,
+)
 from tests.unit.service_kit import ServiceKit, make_kit
 
 if TYPE_CHECKING:

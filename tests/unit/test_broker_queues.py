@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mfa_pipeline.adapters.celery_app import QUEUES, declared_queues, is_amqp
 from mfa_pipeline.config import Settings
-from workers.app import QUEUES, declared_queues, is_amqp
 
 
 def test_a_redis_broker_gets_plain_queues_on_direct_exchanges() -> None:

@@ -6,9 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mfa_pipeline.adapters.memory_store import InMemoryChallengeStore
 from mfa_pipeline.adapters.webhook_verifiers import NullWebhookVerifier, TwilioWebhookVerifier
-from mfa_pipeline.clock import FrozenClock
 from mfa_pipeline.domain.challenges import (
     Challenge,
     ChallengePurpose,
@@ -25,6 +23,8 @@ from mfa_pipeline.services.delivery_status import (
     ReportOutcome,
     status_callback_url,
 )
+from tests.doubles.clock import FrozenClock
+from tests.doubles.memory_store import InMemoryChallengeStore
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from mfa_pipeline.adapters.memory import InMemoryFactorRepository
-from mfa_pipeline.adapters.memory_account import InMemoryAuditLog, InMemoryPolicyRepository
-from mfa_pipeline.clock import FrozenClock
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.factors import Factor, FactorStatus
 from mfa_pipeline.domain.policies import FirmPolicy
 from mfa_pipeline.services.audit import Auditor
 from mfa_pipeline.services.policies import PolicyService
+from tests.doubles.clock import FrozenClock
+from tests.doubles.memory_account import InMemoryAuditLog, InMemoryPolicyRepository
+from tests.doubles.memory_factors import InMemoryFactorRepository
 
 T0 = 1_800_000_000.0
 

@@ -10,7 +10,6 @@ from structlog.testing import capture_logs
 
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, generate_key, parse_keys
 from mfa_pipeline.adapters.sms_spend import InMemorySmsSpendGuard
-from mfa_pipeline.clock import FrozenClock
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import InvalidPhoneError, RateLimitedError
 from mfa_pipeline.domain.factors import Factor, FactorStatus
@@ -18,6 +17,7 @@ from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.domain.sms_spend import SmsSpendLimits, SmsUnavailableError
 from mfa_pipeline.services.sms_spend import SmsSendGate
 from mfa_pipeline.services.verification import phone_context
+from tests.doubles.clock import FrozenClock
 
 LIMITS = SmsSpendLimits(
     per_number=RateLimit(2, 3600),

@@ -1,7 +1,7 @@
-"""Alembic environment: the connection comes from `mfa_pipeline.migrations`, not an ini file.
+"""Alembic environment: the connection comes from `sql_migrations.py`, not an ini file.
 
-`mfa_pipeline.migrations.upgrade` passes an open connection, already in a transaction and
-holding the upgrade lock. A developer's own Alembic run may set `sqlalchemy.url` instead.
+`sql_migrations.upgrade` passes an open connection, already in a transaction and holding the
+upgrade lock. A developer's own Alembic run may set `sqlalchemy.url` instead.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ if given is not None:
 else:
     url = context.config.get_main_option("sqlalchemy.url")
     if url is None:
-        raise RuntimeError("run migrations with mfa_pipeline.migrations.upgrade(database_url)")
+        raise RuntimeError(
+            "run migrations with mfa_pipeline.adapters.sql_migrations.upgrade(database_url)"
+        )
     engine = create_engine_for(url)
     try:
         with engine.connect() as connection:

@@ -1,12 +1,12 @@
 """Login: preauth, challenges, verification, resend, long-poll.
 
 `POST /v1/challenges` runs on the event loop rather than in the thread pool, except for backup
-codes (argon2 is tens of milliseconds of CPU). The login path is a handful of short calls to
+codes (argon2 is deliberately costly CPU work). The login path is a handful of short calls to
 Redis and the database, all with timeouts; on a small machine the thread hop and the GIL
-hand-offs between pool threads cost more CPU than the work itself (measured: 3-4 ms of CPU per
-TOTP login through the pool, 1.8 ms inline). A process then serves one login at a time, as a
-classic sync worker does, and the API scales with `--workers`. The long-poll's reads (one
-HGETALL each) run inline too, so a waiting page is answered as soon as the change lands.
+hand-offs between pool threads cost more CPU than the work itself (the benchmarks measure
+both). A process then serves one login at a time, as a classic sync worker does, and the API
+scales with `--workers`. The long-poll's reads (one HGETALL each) run inline too, so a waiting
+page is answered as soon as the change lands.
 """
 
 from __future__ import annotations

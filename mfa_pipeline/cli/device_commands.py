@@ -17,9 +17,8 @@ from pathlib import Path
 import click
 import httpx
 
-from mfa_pipeline.config import load_settings
-from mfa_pipeline.device import SimulatedDevice
-from mfa_pipeline.devkeys import dev_api_key, with_dev_keys
+from mfa_pipeline.cli.device import SimulatedDevice
+from mfa_pipeline.config import dev_api_key, load_settings, with_dev_keys
 
 _API = click.option("--api", default="http://127.0.0.1:8000", show_default=True)
 _STATE = click.option(

@@ -14,9 +14,15 @@ from typing import TYPE_CHECKING
 import click
 
 from mfa_pipeline.adapters import prometheus_dir
-from mfa_pipeline.config import Settings, load_settings
-from mfa_pipeline.device_cli import device
-from mfa_pipeline.devkeys import ConfigurationError, dev_api_key, with_dev_keys
+from mfa_pipeline.adapters.celery_app import QUEUES
+from mfa_pipeline.cli.device_commands import device
+from mfa_pipeline.config import (
+    ConfigurationError,
+    Settings,
+    dev_api_key,
+    load_settings,
+    with_dev_keys,
+)
 from mfa_pipeline.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -24,7 +30,7 @@ if TYPE_CHECKING:
 
     from mfa_pipeline.services.admin import AdminService, RotationProgress
 
-ALL_QUEUES = "sms,push,webhooks,sweeps"
+ALL_QUEUES = ",".join(QUEUES)
 
 
 def _settings() -> Settings:
@@ -46,8 +52,8 @@ def main() -> None:
 @click.option("--demo-port", default=8001, show_default=True, type=int)
 def up(host: str, port: int, concurrency: int, demo: bool, demo_port: int) -> None:
     """Run everything here: embedded Redis (unless MFA_REDIS_URL), SQLite, API, workers, beat."""
-    from mfa_pipeline.embedded import EmbeddedRedis  # noqa: PLC0415
-    from mfa_pipeline.migrations import upgrade  # noqa: PLC0415
+    from mfa_pipeline.adapters.sql_migrations import upgrade  # noqa: PLC0415
+    from mfa_pipeline.cli.embedded_redis import EmbeddedRedis  # noqa: PLC0415
 
     try:
         settings = with_dev_keys(_settings())
@@ -185,7 +191,7 @@ def api(host: str, port: int, workers: int) -> None:
 @click.option("--pool", default="prefork", show_default=True)
 def worker(queues: str, concurrency: int, pool: str) -> None:
     """Run a Celery worker for some queues (one role of a scaled deployment)."""
-    from workers.app import QUEUES, create_celery_app  # noqa: PLC0415
+    from workers.app import create_celery_app  # noqa: PLC0415 - only the worker needs tasks
 
     unknown = {q.strip() for q in queues.split(",")} - set(QUEUES)
     if unknown:
@@ -256,7 +262,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply the schema migrations (Alembic) to MFA_DATABASE_URL."""
-    from mfa_pipeline.migrations import upgrade  # noqa: PLC0415
+    from mfa_pipeline.adapters.sql_migrations import upgrade  # noqa: PLC0415
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -352,7 +358,3 @@ def admin_rotate_keys(batch_size: int) -> None:
 
 
 main.add_command(device)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Clocks: the system's, and a frozen one that tests move by hand."""
+"""A frozen clock that tests move by hand."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import threading
 import time
 
 from mfa_pipeline.ports import Clock
-
-
-class SystemClock(Clock):
-    def now(self) -> float:
-        return time.time()
 
 
 class FrozenClock(Clock):

@@ -1,0 +1,1 @@
+"""Test doubles of the ports: in-memory twins kept honest by the shared conformance suites."""
