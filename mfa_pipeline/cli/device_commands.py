@@ -12,6 +12,7 @@ State lives in `<data dir>/device.json` (or `--state`). The API is reached at `-
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -46,7 +47,24 @@ def _client(api: str) -> httpx.Client:
     return httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=10)
 
 
-@click.group()
+class _DeviceCommands(click.Group):
+    """An API that cannot be reached is one line, not a transport library's traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except httpx.TransportError as exc:
+            try:
+                where = str(exc.request.url.copy_with(path="", query=None))
+            except RuntimeError:  # httpx raised before it had a request
+                where = "--api"
+            raise click.ClickException(
+                f"cannot reach the API at {where} ({type(exc).__name__}): is it running there? "
+                "--api names another address"
+            ) from None
+
+
+@click.group(cls=_DeviceCommands)
 def device() -> None:
     """A simulated phone: register it, read its pushes, approve or deny them."""
 
@@ -84,13 +102,39 @@ def pushes(state: Path | None) -> None:
         )
 
 
+def _expires(push: dict[str, object]) -> datetime:
+    try:
+        return datetime.fromisoformat(str(push.get("expires_at")))
+    except ValueError:  # not said: ask the service
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def _newest_pending(simulated: SimulatedDevice, api: str) -> str:
+    """The newest push still waiting for an answer.
+
+    An answered one would only be refused (409), and a "not me" sent to it would still block
+    the user's pushes for 15 minutes.
+    """
+    now = datetime.now(UTC)
+    unexpired = [
+        str(data["challenge_id"])
+        for data in simulated.pushes(load_settings().outbox_path)
+        if _expires(data) > now
+    ]
+    with _client(api) as client:
+        for challenge_id in reversed(unexpired):
+            status = client.get(f"/v1/challenges/{challenge_id}")
+            if status.status_code == 200 and status.json().get("status") == "pending":  # noqa: PLR2004
+                return challenge_id
+    raise click.ClickException(
+        "No pending push to answer (the others are answered or expired); name one with --challenge."
+    )
+
+
 def _answer(state: Path | None, api: str, challenge_id: str | None, **kwargs: object) -> None:
     simulated = _load(state)
     if challenge_id is None:
-        found = simulated.pushes(load_settings().outbox_path)
-        if not found:
-            raise click.ClickException("No push to answer.")
-        challenge_id = str(found[-1]["challenge_id"])
+        challenge_id = _newest_pending(simulated, api)
     body = simulated.answer(challenge_id, **kwargs)  # type: ignore[arg-type]
     with httpx.Client(base_url=api, timeout=10) as client:  # the device needs no API key
         answer = client.post("/v1/push/responses", json=body)
@@ -100,7 +144,7 @@ def _answer(state: Path | None, api: str, challenge_id: str | None, **kwargs: ob
 
 
 @device.command("approve")
-@click.option("--challenge", "challenge_id", default=None, help="Default: the newest push.")
+@click.option("--challenge", "challenge_id", default=None, help="Default: the newest pending push.")
 @click.option("--number", required=True, help="The number the login page shows.")
 @_API
 @_STATE
@@ -110,7 +154,7 @@ def approve(challenge_id: str | None, number: str, api: str, state: Path | None)
 
 
 @device.command("deny")
-@click.option("--challenge", "challenge_id", default=None, help="Default: the newest push.")
+@click.option("--challenge", "challenge_id", default=None, help="Default: the newest pending push.")
 @click.option("--not-me", is_flag=True, help="Report the login as not yours (blocks pushes).")
 @_API
 @_STATE

@@ -454,11 +454,14 @@ class PushAnswers:
             raise InvalidSignatureError(
                 "The answer's timestamp is too far from the server's clock.", reason="timestamp"
             )
-        if answer.fraud_reported and self._guard is not None:
+        if answer.fraud_reported:
             # Before the answer is recorded: a crash between the two must not leave the
             # challenge flagged while new pushes still reach the user. A signed, fresh "not me"
-            # from the user's own phone blocks even if the challenge was already answered.
-            self._guard.block(challenge.user_id, seconds=NOT_ME_BLOCK_SECONDS, now=now)
+            # from the user's own phone blocks even if the challenge was already answered, so
+            # it is audited here too, whatever the answer's own fate (409, 410).
+            if self._guard is not None:
+                self._guard.block(challenge.user_id, seconds=NOT_ME_BLOCK_SECONDS, now=now)
+            self._fraud_reported(challenge, answer)
         result = self._store.answer_push(
             answer.challenge_id,
             approve=answer.decision is Decision.APPROVE,
@@ -475,6 +478,25 @@ class PushAnswers:
             )
         self._after(challenge, answer, result.status)
         return result.status
+
+    def _fraud_reported(self, challenge: Challenge, answer: PushAnswer) -> None:
+        log.warning(
+            "push_fraud_reported",
+            challenge_id=challenge.challenge_id,
+            user_id=challenge.user_id,
+            outcome="push_blocked",
+        )
+        if self._auditor is not None:
+            self._auditor.record(
+                FRAUD_REPORTED,
+                user_id=challenge.user_id,
+                context=challenge.context,
+                outcome="push_blocked",
+                factor="push",
+                factor_id=answer.device_id,
+                challenge_id=challenge.challenge_id,
+                details={"blocked_seconds": NOT_ME_BLOCK_SECONDS},
+            )
 
     def _after(self, challenge: Challenge, answer: PushAnswer, status: ChallengeStatus) -> None:
         wrong_number = answer.decision is Decision.APPROVE and status is ChallengeStatus.DENIED
@@ -505,24 +527,6 @@ class PushAnswers:
                 factor_id=answer.device_id,
                 challenge_id=challenge.challenge_id,
                 best_effort=not answer.fraud_reported,
-            )
-            if answer.fraud_reported:
-                self._auditor.record(
-                    FRAUD_REPORTED,
-                    user_id=challenge.user_id,
-                    context=challenge.context,
-                    outcome="push_blocked",
-                    factor="push",
-                    factor_id=answer.device_id,
-                    challenge_id=challenge.challenge_id,
-                    details={"blocked_seconds": NOT_ME_BLOCK_SECONDS},
-                )
-        if answer.fraud_reported:
-            log.warning(
-                "push_fraud_reported",
-                challenge_id=challenge.challenge_id,
-                user_id=challenge.user_id,
-                outcome="push_blocked",
             )
         announce_finished(
             self._publisher,

@@ -66,6 +66,53 @@ def test_a_second_answer_from_the_simulator_fails_clearly(
     wait_until(lambda: challenge["challenge_id"] in cli.invoke(main, ["device", "pushes"]).output)
     first = cli.invoke(main, ["device", "deny", "--not-me", "--api", api_server.url])
     assert '"denied"' in first.output
-    again = cli.invoke(main, ["device", "deny", "--api", api_server.url])
+    again = cli.invoke(
+        main,
+        ["device", "deny", "--challenge", challenge["challenge_id"], "--api", api_server.url],
+    )
     assert again.exit_code == 1
     assert "challenge_completed" in again.output
+
+
+def test_deny_not_me_picks_the_newest_pending_push_not_a_newer_answered_one(
+    api: httpx.Client, api_server: ApiServer, cli: CliRunner
+) -> None:
+    user_id = new_user_id()
+    api.put(f"/v1/users/{user_id}", json={})
+    cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
+    waiting = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"}).json()
+    newer = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"}).json()
+    wait_until(lambda: newer["challenge_id"] in cli.invoke(main, ["device", "pushes"]).output)
+    approve = ["device", "approve", "--challenge", newer["challenge_id"], "--api", api_server.url]
+    approved = cli.invoke(main, [*approve, "--number", newer["number_match"]])
+    assert approved.exit_code == 0, approved.output
+
+    denied = cli.invoke(main, ["device", "deny", "--not-me", "--api", api_server.url])
+
+    assert denied.exit_code == 0, denied.output
+    assert api.get(f"/v1/challenges/{waiting['challenge_id']}").json()["status"] == "denied"
+    assert api.get(f"/v1/challenges/{newer['challenge_id']}").json()["status"] == "approved"
+
+
+def test_with_no_pending_push_deny_not_me_says_so_and_blocks_nothing(
+    api: httpx.Client, api_server: ApiServer, cli: CliRunner
+) -> None:
+    user_id = new_user_id()
+    api.put(f"/v1/users/{user_id}", json={})
+    cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
+    answered = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"}).json()
+    wait_until(lambda: answered["challenge_id"] in cli.invoke(main, ["device", "pushes"]).output)
+    cli.invoke(main, ["device", "deny", "--api", api_server.url])
+
+    refused = cli.invoke(main, ["device", "deny", "--not-me", "--api", api_server.url])
+
+    assert refused.exit_code == 1
+    said = (
+        "Error: No pending push to answer (the others are answered or expired); "
+        "name one with --challenge."
+    )
+    assert refused.stderr.strip().splitlines() == [said]
+    events = [e["event"] for e in api.get(f"/v1/users/{user_id}/audit").json()["events"]]
+    assert "fraud_reported" not in events
+    again = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"})
+    assert again.status_code == 201  # pushes are not blocked

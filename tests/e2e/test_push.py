@@ -302,6 +302,26 @@ def test_not_me_is_reported_and_blocks_new_pushes_but_not_other_factors(
     assert login.json()["status"] == "verified"
 
 
+def test_not_me_on_an_answered_push_is_refused_but_still_blocks_and_is_audited(
+    api: httpx.Client, anonymous: httpx.Client, fake_fcm: FakeFcm, clock: FrozenClock
+) -> None:
+    user_id, device = with_device(api)
+    cid = sent(api, fake_fcm, user_id)["challenge_id"]
+    assert respond(anonymous, device.answer(cid, "deny", timestamp=int(clock.now()))).is_success
+
+    late = respond(
+        anonymous, device.answer(cid, "deny", reason="not_me", timestamp=int(clock.now()))
+    )
+
+    assert late.status_code == 409
+    events = api.get(f"/v1/users/{user_id}/audit").json()["events"]
+    reports = [e for e in events if e["event"] == "fraud_reported"]
+    assert len(reports) == 1
+    assert reports[0]["outcome"] == "push_blocked"
+    refused = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"})
+    assert refused.status_code == 429  # the user's own signed "not me" blocks, as documented
+
+
 def test_an_answer_after_the_push_expired_is_refused(
     api: httpx.Client, anonymous: httpx.Client, fake_fcm: FakeFcm, clock: FrozenClock
 ) -> None:
