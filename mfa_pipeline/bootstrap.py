@@ -129,6 +129,7 @@ def rules_from(settings: Settings) -> ChallengeRules:
         verifications_per_ip=RateLimit.parse(settings.limit_verifications_per_ip),
         sms_max_retries=settings.sms_max_retries,
         totp_issuer=settings.totp_issuer,
+        totp_issuers=settings.totp_issuer_by_application,
     )
 
 

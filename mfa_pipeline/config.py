@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -95,7 +95,10 @@ class Settings(BaseSettings):
     challenge_retention_seconds: int = Field(default=3600, ge=1)
     store_shards: int = Field(default=16, ge=1, le=4096)
 
-    totp_issuer: str = "mfa-pipeline"
+    # The name an authenticator app shows above the code: the deployment's, and per application
+    # of MFA_API_KEYS ("app:Issuer,app:Issuer"), since each login backend has its own brand.
+    totp_issuer: str = Field(default="mfa-pipeline", min_length=1, pattern="^[^:]+$")
+    totp_issuers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_attempts: int = Field(default=5, ge=1)
     max_resends: int = Field(default=3, ge=0)
     resend_interval_seconds: int = Field(default=30, ge=0)
@@ -135,6 +138,24 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: object) -> object:
         return _split_commas(value)
 
+    @field_validator("totp_issuers", mode="before")
+    @classmethod
+    def _issuer_entries(cls, value: object) -> object:
+        entries = _split_commas(value)
+        for entry in entries if isinstance(entries, list) else []:
+            application, _, issuer = str(entry).partition(":")
+            if not application.strip() or not issuer.strip() or ":" in issuer:
+                # A colon separates issuer and account in the otpauth label (Key Uri Format).
+                raise ValueError("entries are application:Issuer, with no other colon")
+        return entries
+
+    @property
+    def totp_issuer_by_application(self) -> dict[str, str]:
+        return {
+            application.strip(): issuer.strip()
+            for application, _, issuer in (entry.partition(":") for entry in self.totp_issuers)
+        }
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "mfa.sqlite3"
@@ -159,8 +180,25 @@ class Settings(BaseSettings):
         return self.data_dir / "outbox.jsonl"
 
 
+class SettingsError(ValueError):
+    """A setting the service cannot run with; the message names the variable, one line."""
+
+
 def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    """`MFA_ENV: Input should be ...`: the variable and the rule, never the value (a secret?)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"MFA_{name.upper()}" if name in Settings.model_fields else name or "settings"
+        problems.append(f"{variable}: {error['msg']}")
+    return "invalid setting " + "; ".join(problems)
 
 
 DEV_APPLICATION = "dev"
@@ -209,7 +247,7 @@ def with_dev_keys(settings: Settings) -> Settings:
     update: dict[str, object] = {}
     if not settings.api_keys:
         key = _read_or_create(
-            settings.data_dir / "dev-api-key", f"{DEV_KEY_PREFIX}{secrets.token_urlsafe(24)}"
+            dev_api_key_path(settings), f"{DEV_KEY_PREFIX}{secrets.token_urlsafe(24)}"
         )
         update["api_keys"] = [f"{DEV_APPLICATION}:{key}"]
     if not settings.encryption_keys:
@@ -226,7 +264,7 @@ def _refuse_dev_keys_in_production(settings: Settings) -> None:
     and the API key was printed to a terminal: neither is a secret fit for production. The
     message names the variable, never the key.
     """
-    dev_api = _read_if_present(settings.data_dir / "dev-api-key")
+    dev_api = _read_if_present(dev_api_key_path(settings))
     dev_encryption = _read_if_present(settings.data_dir / "dev-encryption-key")
     for entry in settings.api_keys:
         app, _, key = entry.partition(":")
@@ -249,6 +287,11 @@ def _read_if_present(path: Path) -> str | None:
         return path.read_text().strip() or None
     except OSError:
         return None
+
+
+def dev_api_key_path(settings: Settings) -> Path:
+    """Where the generated development API key is kept (and read again by later runs)."""
+    return settings.data_dir / "dev-api-key"
 
 
 def dev_api_key(settings: Settings) -> str | None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,14 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import structlog
 
 from mfa_pipeline.adapters import prometheus_dir
 from mfa_pipeline.adapters.celery_app import QUEUES
 from mfa_pipeline.cli.device_commands import device
 from mfa_pipeline.config import (
+    DEV_APPLICATION,
     ConfigurationError,
     Settings,
+    SettingsError,
     dev_api_key,
+    dev_api_key_path,
     load_settings,
     with_dev_keys,
 )
@@ -31,6 +38,8 @@ if TYPE_CHECKING:
     from mfa_pipeline.services.admin import AdminService, RotationProgress
 
 ALL_QUEUES = ",".join(QUEUES)
+UP_WAIT_SECONDS = 60
+PORT = click.IntRange(1, 65535)
 
 
 def _settings() -> Settings:
@@ -39,17 +48,28 @@ def _settings() -> Settings:
     return settings
 
 
-@click.group()
+class _Cli(click.Group):
+    """Settings the service cannot run with end the command in one line, exit 1, no trace."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (SettingsError, ConfigurationError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Cli)
+@click.version_option(package_name="mfa-pipeline", prog_name="mfa-pipeline")
 def main() -> None:
     """Multi-factor authentication as an event-driven pipeline."""
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=PORT)
 @click.option("--concurrency", default=2, show_default=True, type=int, help="Worker processes.")
 @click.option("--demo", is_flag=True, help="Also serve the reference login web app.")
-@click.option("--demo-port", default=8001, show_default=True, type=int)
+@click.option("--demo-port", default=8001, show_default=True, type=PORT)
 def up(host: str, port: int, concurrency: int, demo: bool, demo_port: int) -> None:
     """Run everything here: embedded Redis (unless MFA_REDIS_URL), SQLite, API, workers, beat."""
     from mfa_pipeline.adapters.sql_migrations import upgrade  # noqa: PLC0415
@@ -59,6 +79,9 @@ def up(host: str, port: int, concurrency: int, demo: bool, demo_port: int) -> No
         settings = with_dev_keys(_settings())
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
+    _refuse_busy_port(host, port, "--port")
+    if demo:
+        _refuse_busy_port(host, demo_port, "--demo-port")
     env = dict(os.environ)
     # Every process of this run sums into one metrics directory, emptied for the new run.
     env[prometheus_dir.ENV] = str(
@@ -74,21 +97,25 @@ def up(host: str, port: int, concurrency: int, demo: bool, demo_port: int) -> No
     me = [sys.executable, "-m", "mfa_pipeline.cli"]
     roles: list[Sequence[str]] = [
         [*me, "api", "--host", host, "--port", str(port)],
-        [*me, "worker", "--queues", ALL_QUEUES, "--concurrency", str(concurrency)],
-        [*me, "beat"],
+        [*me, "worker", "--queues", ALL_QUEUES, "--concurrency", str(concurrency), "--quiet"],
+        [*me, "beat", "--quiet"],
     ]
     if demo:  # the reference login app, a client of the API like any login backend
         from mfa_pipeline.demo import launch  # noqa: PLC0415
 
-        key = dev_api_key(settings) or settings.api_keys[0].partition(":")[2]
+        application, _, key = settings.api_keys[0].partition(":")  # the dev key if generated
         env[launch.API_KEY_ENV] = key
+        # Its users see the demo firm's name in their authenticator app, unless told otherwise.
+        env.setdefault("MFA_TOTP_ISSUERS", f"{application}:{launch.TOTP_ISSUER}")
         api_url = f"http://{host}:{port}"
         roles.append(launch.command(sys.executable, host=host, port=demo_port, api_url=api_url))
     children = [subprocess.Popen(role, env=env) for role in roles]  # noqa: S603
-    _banner(settings, host, port, embedded.url if embedded else None)
-    if demo:
-        click.echo("\n".join([*launch.banner(f"http://{host}:{demo_port}"), ""]))
     try:
+        # The banner (and the API key in it) comes last, not under the workers' start-up lines.
+        if _wait_until_up(children, f"http://{host}:{port}", env["MFA_REDIS_URL"], settings):
+            _banner(settings, host, port, embedded.url if embedded else None)
+            if demo:
+                click.echo("\n".join([*launch.banner(f"http://{host}:{demo_port}"), ""]))
         stopped_by_signal = _supervise(children)
     finally:
         if embedded is not None:
@@ -121,11 +148,15 @@ def _banner(settings: Settings, host: str, port: int, embedded_url: str | None) 
     key = dev_api_key(settings)
     lines = [
         "",
-        "mfa-pipeline is starting",
+        "mfa-pipeline is up",
         f"  API        http://{host}:{port}  (OpenAPI at /docs and /openapi.json)",
     ]
     if key:
-        lines.append(f"  API key    {key}  (application 'dev'; set MFA_API_KEYS to choose)")
+        lines += [
+            f"  API key    {key}",
+            f"             application '{DEV_APPLICATION}', saved in {dev_api_key_path(settings)}",
+            "             (set MFA_API_KEYS to choose your own)",
+        ]
     lines += [
         f"  Redis      {'embedded at ' + embedded_url if embedded_url else 'MFA_REDIS_URL'}",
         "  Database   "
@@ -136,6 +167,53 @@ def _banner(settings: Settings, host: str, port: int, embedded_url: str | None) 
         "",
     ]
     click.echo("\n".join(lines))
+
+
+def _refuse_busy_port(host: str, port: int, option: str) -> None:
+    """Say at once that a port is taken, before anything starts.
+
+    Otherwise uvicorn says it later, in one line among the workers' start-up lines, and `up`
+    waits for the other roles to stop before it exits.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}): another program "
+                f"uses it; stop it or choose another port with {option}"
+            ) from None
+
+
+def _wait_until_up(
+    children: list[subprocess.Popen[bytes]], api_url: str, redis_url: str, settings: Settings
+) -> bool:
+    """Until the API answers and a worker answers a ping; False if a role died meanwhile."""
+    import httpx  # noqa: PLC0415
+
+    from mfa_pipeline.adapters.celery_app import create_producer  # noqa: PLC0415
+
+    celery = create_producer(settings.model_copy(update={"redis_url": redis_url}))
+    deadline = time.monotonic() + UP_WAIT_SECONDS
+    api_up = workers_up = False
+    try:
+        while time.monotonic() < deadline:
+            if any(child.poll() is not None for child in children):
+                return False
+            if not api_up:
+                with contextlib.suppress(httpx.TransportError):
+                    api_up = httpx.get(f"{api_url}/healthz", timeout=1).status_code == 200  # noqa: PLR2004
+            if not workers_up:
+                with contextlib.suppress(Exception):  # the broker may still be connecting
+                    workers_up = bool(celery.control.ping(timeout=0.5))
+            if api_up and workers_up:
+                return True
+            time.sleep(0.2)
+    finally:
+        celery.close()
+    click.echo(f"mfa-pipeline: not all roles answered within {UP_WAIT_SECONDS} s", err=True)
+    return True
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> bool:
@@ -165,13 +243,15 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> bool:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=PORT)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes.")
 def api(host: str, port: int, workers: int) -> None:
     """Run the HTTP API."""
     import uvicorn  # noqa: PLC0415
 
     settings = _settings()
+    with_dev_keys(settings)  # keys it cannot start with: said here, in one line
+    _warn_unless_migrated(settings)
     _share_metrics(settings)
     uvicorn.run(
         "mfa_pipeline.api.main:app_from_environment",
@@ -185,11 +265,36 @@ def api(host: str, port: int, workers: int) -> None:
     )
 
 
+def _warn_unless_migrated(settings: Settings) -> None:
+    """A database behind the package's schema answers 503 to every call: say why, once."""
+    import sqlalchemy.exc  # noqa: PLC0415
+
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)  # a look at the revision, not a migration: no chatter
+    try:
+        from mfa_pipeline.adapters.sql_migrations import current_revision, head_revision  # noqa: PLC0415
+
+        current, head = current_revision(settings.effective_database_url), head_revision()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return  # not reachable now: /readyz and the 503s say so, and it may come back
+    finally:
+        alembic_log.setLevel(level)
+    if current != head:
+        structlog.get_logger(__name__).warning(
+            "database_not_migrated",
+            revision=current or "none",
+            expected=head,
+            fix="run `mfa-pipeline db upgrade` (every call needing the database answers 503)",
+        )
+
+
 @main.command()
 @click.option("--queues", default=ALL_QUEUES, show_default=True, help="Comma list of queues.")
 @click.option("--concurrency", default=2, show_default=True, type=int)
 @click.option("--pool", default="prefork", show_default=True)
-def worker(queues: str, concurrency: int, pool: str) -> None:
+@click.option("--quiet", is_flag=True, help="No start-up banner (as under `up`).")
+def worker(queues: str, concurrency: int, pool: str, quiet: bool) -> None:
     """Run a Celery worker for some queues (one role of a scaled deployment)."""
     from workers.app import create_celery_app  # noqa: PLC0415 - only the worker needs tasks
 
@@ -204,6 +309,7 @@ def worker(queues: str, concurrency: int, pool: str) -> None:
     name = f"mfa-{queues.replace(',', '-')}@%h"
     app.worker_main(
         [
+            *(["--quiet"] if quiet else []),
             "worker",
             "--queues",
             queues,
@@ -222,13 +328,16 @@ def worker(queues: str, concurrency: int, pool: str) -> None:
 
 
 @main.command()
-def beat() -> None:
+@click.option("--quiet", is_flag=True, help="No start-up banner (as under `up`).")
+def beat(quiet: bool) -> None:
     """Run the scheduler (expiry sweeps). Run exactly one per deployment."""
     from workers.app import create_celery_app  # noqa: PLC0415
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    create_celery_app(settings).start(["beat", "--loglevel", "INFO"])
+    create_celery_app(settings).start(
+        [*(["--quiet"] if quiet else []), "beat", "--loglevel", "INFO"]
+    )
 
 
 @main.command()

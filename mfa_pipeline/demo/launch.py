@@ -8,6 +8,8 @@ from __future__ import annotations
 from mfa_pipeline.demo.passwords import DEMO_ADMIN, DEMO_PASSWORDS, DEMO_USER
 
 API_KEY_ENV = "MFA_DEMO_API_KEY"
+# The issuer an authenticator app shows for the demo's accounts (`MFA_TOTP_ISSUERS`).
+TOTP_ISSUER = "Demo Firm"
 
 
 def command(python: str, *, host: str, port: int, api_url: str) -> list[str]:

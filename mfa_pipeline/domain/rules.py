@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mfa_pipeline.domain.challenges import Lifetimes
 from mfa_pipeline.domain.limits import RateLimit
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +26,9 @@ class ChallengeRules:
     verifications_per_ip: RateLimit = field(default_factory=lambda: RateLimit(120, 600))
     sms_max_retries: int = 5
     totp_issuer: str = "mfa-pipeline"
+    # Per application (the API key's name): its own issuer instead of the deployment's.
+    totp_issuers: Mapping[str, str] = field(default_factory=dict)
+
+    def totp_issuer_for(self, application: str | None) -> str:
+        """What the user's authenticator app shows for codes enrolled through `application`."""
+        return self.totp_issuers.get(application or "", self.totp_issuer)

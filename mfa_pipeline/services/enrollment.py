@@ -145,9 +145,8 @@ class EnrollmentService:
             factor, secret_ciphertext=self._secrets.encrypt(secret, context=totp_context(factor))
         )
         self._factors.add_factor(factor)
-        uri = provisioning_uri(
-            secret, account=account_name or user_id, issuer=self._rules.totp_issuer
-        )
+        issuer = self._rules.totp_issuer_for(context.application if context else None)
+        uri = provisioning_uri(secret, account=account_name or user_id, issuer=issuer)
         log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="totp")
         self._audit(audit.FACTOR_ENROLLED, factor, context)
         return TotpEnrollment(factor=factor, secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))

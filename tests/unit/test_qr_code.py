@@ -17,7 +17,7 @@ import segno
 import zxingcpp
 from PIL import Image
 
-from mfa_pipeline.qr import MODULE_PIXELS, QUIET_ZONE_MODULES, qr_svg
+from mfa_pipeline.adapters.segno_qr import MODULE_PIXELS, QUIET_ZONE_MODULES, qr_svg
 
 URI = "otpauth://totp/Demo%20Firm:demo?secret=JBSWY3DPEHPK3PXPJBSWY3DP&issuer=Demo%20Firm"
 SVG_NS = "{http://www.w3.org/2000/svg}"
