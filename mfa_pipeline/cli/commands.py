@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import http
+import http.client
 import json
 import logging
 import os
@@ -10,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,14 +112,15 @@ def up(host: str, port: int, concurrency: int, demo: bool, demo_port: int) -> No
         env.setdefault("MFA_TOTP_ISSUERS", f"{application}:{launch.TOTP_ISSUER}")
         api_url = f"http://{host}:{port}"
         roles.append(launch.command(sys.executable, host=host, port=demo_port, api_url=api_url))
+    stopping = _stop_signal()
     children = [subprocess.Popen(role, env=env) for role in roles]  # noqa: S603
     try:
         # The banner (and the API key in it) comes last, not under the workers' start-up lines.
-        if _wait_until_up(children, f"http://{host}:{port}", env["MFA_REDIS_URL"], settings):
+        if _wait_until_up(children, stopping, (host, port), env["MFA_REDIS_URL"], settings):
             _banner(settings, host, port, embedded.url if embedded else None)
             if demo:
                 click.echo("\n".join([*launch.banner(f"http://{host}:{demo_port}"), ""]))
-        stopped_by_signal = _supervise(children)
+        stopped_by_signal = _supervise(children, stopping)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -187,11 +191,13 @@ def _refuse_busy_port(host: str, port: int, option: str) -> None:
 
 
 def _wait_until_up(
-    children: list[subprocess.Popen[bytes]], api_url: str, redis_url: str, settings: Settings
+    children: list[subprocess.Popen[bytes]],
+    stopping: threading.Event,
+    api: tuple[str, int],
+    redis_url: str,
+    settings: Settings,
 ) -> bool:
-    """Until the API answers and a worker answers a ping; False if a role died meanwhile."""
-    import httpx  # noqa: PLC0415
-
+    """Until the API answers and a worker answers a ping; False if a role died or we stop."""
     from mfa_pipeline.adapters.celery_app import create_producer  # noqa: PLC0415
 
     celery = create_producer(settings.model_copy(update={"redis_url": redis_url}))
@@ -199,11 +205,10 @@ def _wait_until_up(
     api_up = workers_up = False
     try:
         while time.monotonic() < deadline:
-            if any(child.poll() is not None for child in children):
+            if stopping.is_set() or any(child.poll() is not None for child in children):
                 return False
             if not api_up:
-                with contextlib.suppress(httpx.TransportError):
-                    api_up = httpx.get(f"{api_url}/healthz", timeout=1).status_code == 200  # noqa: PLR2004
+                api_up = _answers(*api)
             if not workers_up:
                 with contextlib.suppress(Exception):  # the broker may still be connecting
                     workers_up = bool(celery.control.ping(timeout=0.5))
@@ -216,18 +221,34 @@ def _wait_until_up(
     return True
 
 
-def _supervise(children: list[subprocess.Popen[bytes]]) -> bool:
-    """Wait for SIGTERM/SIGINT or a dead child; stop all warmly. True when a signal stopped us."""
-    stopping = False
+def _answers(host: str, port: int) -> bool:
+    """`/healthz` answers 200 (plain http.client: no client library logging each probe)."""
+    connection = http.client.HTTPConnection(host, port, timeout=1)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == http.HTTPStatus.OK
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _stop_signal() -> threading.Event:
+    """Set by SIGTERM/SIGINT, from the first child started: every role is then stopped warmly."""
+    stopping = threading.Event()
 
     def stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while not stopping and all(child.poll() is None for child in children):
-        time.sleep(0.2)
+    return stopping
+
+
+def _supervise(children: list[subprocess.Popen[bytes]], stopping: threading.Event) -> bool:
+    """Wait for SIGTERM/SIGINT or a dead child; stop all warmly. True when a signal stopped us."""
+    while not stopping.is_set() and all(child.poll() is None for child in children):
+        stopping.wait(0.2)
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)  # Celery's warm shutdown: running tasks finish
@@ -238,7 +259,7 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> bool:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-    return stopping
+    return stopping.is_set()
 
 
 @main.command()

@@ -143,6 +143,12 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
     app = FastAPI(title="mfa-pipeline demo login", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.config = config
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    favicon = (HERE / "static" / "favicon.svg").read_bytes()
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon_ico() -> Response:
+        """Browsers ask for it whatever the page says: an answer, not a 404 in every log."""
+        return Response(favicon, media_type="image/svg+xml")
 
     @app.middleware("http")
     async def session_and_headers(
@@ -188,6 +194,7 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
             "account": account,
             "flashes": session.pop_flashes(),
             "must_enroll": session.must_enroll,
+            "signing_in": session.pending_user is not None and account is None,
             **values,
         }
         return templates.TemplateResponse(request, name, context, status_code=status)
