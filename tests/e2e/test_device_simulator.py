@@ -31,6 +31,23 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     return CliRunner()
 
 
+def user_with_device(api: httpx.Client, api_server: ApiServer, cli: CliRunner) -> str:
+    user_id = new_user_id()
+    api.put(f"/v1/users/{user_id}", json={})
+    registered = cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
+    assert registered.exit_code == 0, registered.output
+    return user_id
+
+
+def pushed(api: httpx.Client, cli: CliRunner, user_id: str) -> dict[str, Any]:
+    """A push challenge for the user, once it reached the simulated device."""
+    challenge: dict[str, Any] = api.post(
+        "/v1/challenges", json={"user_id": user_id, "factor": "push"}
+    ).json()
+    wait_until(lambda: challenge["challenge_id"] in cli.invoke(main, ["device", "pushes"]).output)
+    return challenge
+
+
 def test_a_push_login_with_the_simulated_device(
     api: httpx.Client, api_server: ApiServer, cli: CliRunner
 ) -> None:
@@ -59,11 +76,7 @@ def test_a_push_login_with_the_simulated_device(
 def test_a_second_answer_from_the_simulator_fails_clearly(
     api: httpx.Client, api_server: ApiServer, cli: CliRunner
 ) -> None:
-    user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
-    cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
-    challenge = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"}).json()
-    wait_until(lambda: challenge["challenge_id"] in cli.invoke(main, ["device", "pushes"]).output)
+    challenge = pushed(api, cli, user_with_device(api, api_server, cli))
     first = cli.invoke(main, ["device", "deny", "--not-me", "--api", api_server.url])
     assert '"denied"' in first.output
     again = cli.invoke(
@@ -77,12 +90,9 @@ def test_a_second_answer_from_the_simulator_fails_clearly(
 def test_deny_not_me_picks_the_newest_pending_push_not_a_newer_answered_one(
     api: httpx.Client, api_server: ApiServer, cli: CliRunner
 ) -> None:
-    user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
-    cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
-    waiting = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"}).json()
-    newer = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"}).json()
-    wait_until(lambda: newer["challenge_id"] in cli.invoke(main, ["device", "pushes"]).output)
+    user_id = user_with_device(api, api_server, cli)
+    waiting = pushed(api, cli, user_id)
+    newer = pushed(api, cli, user_id)
     approve = ["device", "approve", "--challenge", newer["challenge_id"], "--api", api_server.url]
     approved = cli.invoke(main, [*approve, "--number", newer["number_match"]])
     assert approved.exit_code == 0, approved.output
@@ -97,12 +107,9 @@ def test_deny_not_me_picks_the_newest_pending_push_not_a_newer_answered_one(
 def test_with_no_pending_push_deny_not_me_says_so_and_blocks_nothing(
     api: httpx.Client, api_server: ApiServer, cli: CliRunner
 ) -> None:
-    user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
-    cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
-    answered = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"}).json()
-    wait_until(lambda: answered["challenge_id"] in cli.invoke(main, ["device", "pushes"]).output)
-    cli.invoke(main, ["device", "deny", "--api", api_server.url])
+    user_id = user_with_device(api, api_server, cli)
+    pushed(api, cli, user_id)
+    assert cli.invoke(main, ["device", "deny", "--api", api_server.url]).exit_code == 0
 
     refused = cli.invoke(main, ["device", "deny", "--not-me", "--api", api_server.url])
 
