@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+from importlib.metadata import version
 from typing import TYPE_CHECKING
 
 import httpx
@@ -47,6 +48,13 @@ def one_error_line(result: Result) -> str:
 def command_env(data_dir: Path, **env: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MFA_")}
     return {**clean, "MFA_DATA_DIR": str(data_dir), **env}
+
+
+def test_version_prints_the_installed_packages_version(data_dir: Path) -> None:
+    result = invoke(["--version"], data_dir)
+
+    assert result.exit_code == 0
+    assert result.stdout == f"mfa-pipeline, version {version('mfa-pipeline')}\n"
 
 
 # --- settings --------------------------------------------------------------------------------
