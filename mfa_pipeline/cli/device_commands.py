@@ -124,7 +124,11 @@ def _newest_pending(simulated: SimulatedDevice, api: str) -> str:
     with _client(api) as client:
         for challenge_id in reversed(unexpired):
             status = client.get(f"/v1/challenges/{challenge_id}")
-            if status.status_code == 200 and status.json().get("status") == "pending":  # noqa: PLR2004
+            if status.status_code == httpx.codes.NOT_FOUND:  # gone from the store: long expired
+                continue
+            if status.status_code != httpx.codes.OK:  # a wrong key, a service in trouble
+                raise click.ClickException(f"{status.status_code} {status.text}")
+            if status.json().get("status") == "pending":
                 return challenge_id
     raise click.ClickException(
         "No pending push to answer (the others are answered or expired); name one with --challenge."

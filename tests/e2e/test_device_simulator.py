@@ -123,3 +123,17 @@ def test_with_no_pending_push_deny_not_me_says_so_and_blocks_nothing(
     assert "fraud_reported" not in events
     again = api.post("/v1/challenges", json={"user_id": user_id, "factor": "push"})
     assert again.status_code == 201  # pushes are not blocked
+
+
+def test_picking_the_pending_push_with_a_wrong_api_key_says_so_and_answers_nothing(
+    api: httpx.Client, api_server: ApiServer, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    challenge = pushed(api, cli, user_with_device(api, api_server, cli))
+    monkeypatch.setenv("MFA_API_KEYS", "manage:not-the-key")
+
+    refused = cli.invoke(main, ["device", "deny", "--not-me", "--api", api_server.url])
+
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("Error: 401 ")
+    assert "unauthenticated" in refused.stderr
+    assert api.get(f"/v1/challenges/{challenge['challenge_id']}").json()["status"] == "pending"
