@@ -146,22 +146,16 @@ def busy_port() -> Iterator[int]:
 
 
 def test_up_on_a_busy_port_says_so_at_once_and_exits_1(busy_port: int, data_dir: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "mfa_pipeline.cli", "up", "--port", str(busy_port)],
-        env=command_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = invoke(["up", "--port", str(busy_port)], data_dir)
 
-    assert done.returncode == 1
+    assert result.exit_code == 1
     said = (
         f"Error: cannot listen on 127.0.0.1:{busy_port} (Address already in use): "
         "another program uses it; stop it or choose another port with --port"
     )
-    assert done.stderr.splitlines() == [said]
-    assert not (data_dir / "redis").exists()  # refused before anything was started
+    assert one_error_line(result) == said
+    # Refused before anything started: no embedded Redis, no database, only the dev keys.
+    assert sorted(p.name for p in data_dir.iterdir()) == ["dev-api-key", "dev-encryption-key"]
 
 
 # --- the device simulator --------------------------------------------------------------------
