@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from celery import signals
+from celery.concurrency.thread import TaskPool as ThreadTaskPool
 
 from mfa_pipeline.adapters.celery_app import (
     DELIVER_PUSH,
     DELIVER_SMS,
     DELIVER_WEBHOOK,
+    REDELIVER_STALE,
     SWEEP_EXPIRED,
 )
 from mfa_pipeline.bootstrap import bootstrap
@@ -88,8 +90,16 @@ def register(app: Celery) -> None:
         if container is not None:
             container.auditor.flush()
 
+    def warm_up_threads(sender: Any = None, **_: Any) -> None:
+        # A threads pool runs tasks in the main process, which no `worker_process_init` reaches;
+        # a prefork main process never runs a task, so it builds nothing.
+        if isinstance(getattr(sender, "pool", None), ThreadTaskPool):
+            container_for(app)
+
     signals.worker_process_init.connect(warm_up, weak=False)
     signals.worker_process_shutdown.connect(flush_audit, weak=False)
+    signals.worker_ready.connect(warm_up_threads, weak=False)
+    signals.worker_shutdown.connect(flush_audit, weak=False)  # threads pool: the main process
 
     @app.task(
         name=DELIVER_SMS,
@@ -112,6 +122,10 @@ def register(app: Celery) -> None:
     @app.task(name=SWEEP_EXPIRED, shared=False, bind=True, acks_late=True, ignore_result=True)
     def sweep_expired(self: Task) -> int:
         return container_for(self.app).sweeps.sweep()
+
+    @app.task(name=REDELIVER_STALE, shared=False, bind=True, acks_late=True, ignore_result=True)
+    def redeliver_stale(self: Task) -> int:
+        return container_for(self.app).sweeps.redeliver_stale()
 
 
 @signals.task_prerun.connect

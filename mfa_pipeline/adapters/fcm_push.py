@@ -40,11 +40,17 @@ if TYPE_CHECKING:
 GOOGLE_FCM_BASE = "https://fcm.googleapis.com"
 
 
+# pyfcm keeps one session per thread but mounts this one adapter on each: its connection pool
+# must hold a connection for every sending thread of a threads-pool worker, or connections
+# beyond the pool are closed after each push and opened again.
+_POOL_CONNECTIONS = 256
+
+
 class _OneAttemptAdapter(HTTPAdapter):
     """No retries inside the call, and no `Retry-After` for pyfcm to sleep on."""
 
     def __init__(self) -> None:
-        super().__init__(max_retries=0)
+        super().__init__(max_retries=0, pool_maxsize=_POOL_CONNECTIONS)
 
     def build_response(self, req: Any, resp: Any) -> requests.Response:
         response = super().build_response(req, resp)
@@ -66,6 +72,10 @@ class FcmPushSender(PushSender):
         )
         base = (api_base_url or GOOGLE_FCM_BASE).rstrip("/")
         self._fcm.FCM_END_POINT_BASE = f"{base}/v1/projects"
+        # Load the credentials now, in one thread: pyfcm loads them on first use and then
+        # forgets the file's path, so two threads racing through that first use make the
+        # second one fail on a missing path.
+        self._fcm._initialize_credentials()  # noqa: SLF001 - pyfcm offers no public way
         self._timeout = timeout
 
     def send(self, *, token: str, data: dict[str, str], ttl_seconds: int) -> PushReceipt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
@@ -45,17 +46,34 @@ class TwilioSmsSender(SmsSender):
         # depending on the version: URL, headers, and in some versions the form body with the
         # code and the phone number). Nothing below WARNING is ever safe to let through.
         logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
-        http_client = TwilioHttpClient(timeout=timeout)
+        self._credentials = (account_sid, auth_token)
+        self._api_base_url = api_base_url.rstrip("/") if api_base_url else None
+        self._timeout = timeout
+        self._from = from_
+        # One client per thread: a threads-pool worker sends from many threads at once, and
+        # the twilio client keeps one `requests.Session` (not documented as thread-safe, with a
+        # connection pool of 10) and writes each request and response onto itself.
+        self._local = threading.local()
+
+    @property
+    def _client(self) -> Client:
+        client: Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._new_client()
+        return client
+
+    def _new_client(self) -> Client:
+        http_client = TwilioHttpClient(timeout=self._timeout)
         if http_client.session is not None and not any(
             name.lower().endswith("_proxy") or name in _CA_BUNDLE_VARIABLES for name in os.environ
         ):
             # requests re-reads proxy and CA-bundle variables from the whole environment on
             # every call (~1 ms each); with none set there is nothing to find.
             http_client.session.trust_env = False
-        self._client = Client(account_sid, auth_token, http_client=http_client)
-        if api_base_url:
-            self._client.api.base_url = api_base_url.rstrip("/")
-        self._from = from_
+        client = Client(*self._credentials, http_client=http_client)
+        if self._api_base_url:
+            client.api.base_url = self._api_base_url
+        return client
 
     def send(self, *, to: str, body: str, status_callback: str | None = None) -> SmsReceipt:
         """Create the message; raise `SmsTransientError` or `SmsPermanentError` on failure.

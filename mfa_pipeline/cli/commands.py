@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 ALL_QUEUES = ",".join(QUEUES)
 UP_WAIT_SECONDS = 60
 PORT = click.IntRange(1, 65535)
+# A delivery spends almost all its time waiting on the provider (Twilio usually answers in
+# 100-500 ms), so one process keeps many sends in flight on threads: I/O releases the GIL, and
+# threads cost far less memory than prefork processes. bench/latency.py measures the choice.
+WORKER_POOL = "threads"
+WORKER_CONCURRENCY = 64
 
 
 def _settings() -> Settings:
@@ -70,7 +75,13 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=PORT)
-@click.option("--concurrency", default=2, show_default=True, type=int, help="Worker processes.")
+@click.option(
+    "--concurrency",
+    default=WORKER_CONCURRENCY,
+    show_default=True,
+    type=int,
+    help="Sends the worker keeps in flight (threads).",
+)
 @click.option("--demo", is_flag=True, help="Also serve the reference login web app.")
 @click.option("--demo-port", default=8001, show_default=True, type=PORT)
 def up(host: str, port: int, concurrency: int, demo: bool, demo_port: int) -> None:
@@ -312,8 +323,20 @@ def _warn_unless_migrated(settings: Settings) -> None:
 
 @main.command()
 @click.option("--queues", default=ALL_QUEUES, show_default=True, help="Comma list of queues.")
-@click.option("--concurrency", default=2, show_default=True, type=int)
-@click.option("--pool", default="prefork", show_default=True)
+@click.option(
+    "--concurrency",
+    default=WORKER_CONCURRENCY,
+    show_default=True,
+    type=int,
+    help="Tasks in flight: threads, or processes with --pool prefork.",
+)
+@click.option(
+    "--pool",
+    default=WORKER_POOL,
+    show_default=True,
+    type=click.Choice(["threads", "prefork", "solo"]),
+    help="threads: sends wait on providers in parallel in one process.",
+)
 @click.option("--quiet", is_flag=True, help="No start-up banner (as under `up`).")
 def worker(queues: str, concurrency: int, pool: str, quiet: bool) -> None:
     """Run a Celery worker for some queues (one role of a scaled deployment)."""

@@ -1,6 +1,7 @@
 """Fault drill: SMS worker pool processes are killed with SIGKILL in the middle of deliveries.
 
-The worker is a real `mfa-pipeline worker` (prefork). Each send waits 0.3 s at the fake Twilio,
+The worker is a real `mfa-pipeline worker --pool prefork` (pool processes to kill; a whole
+worker killed is `test_whole_worker_killed`). Each send waits 0.3 s at the fake Twilio,
 so a kill lands while requests are with the provider. `task_reject_on_worker_lost` puts the
 killed task back on the queue; its second run finds the send claimed and not recorded, and
 fails the challenge (`interrupted`) rather than risk a second code. So every challenge ends
@@ -48,7 +49,7 @@ def test_killing_pool_processes_mid_send_leaves_each_challenge_with_one_sms_or_f
 ) -> None:
     settings = drill_settings(tmp_path, own_redis.url, key_prefix, fake_twilio.url)
     with sms_drill(settings, CHALLENGES) as (users, container):
-        worker = worker_processes(settings, queues="sms", concurrency=2)
+        worker = worker_processes(settings, queues="sms", concurrency=2, pool="prefork")
         fake_twilio.delay = 0.3
         challenges = {issue_sms_challenge(container, user): user for user in users}
 

@@ -51,8 +51,15 @@ class FakeFcm(LoopbackServer):
         self._tokens: set[str] = set()
         self._unregistered: set[str] = set()
         self._failures: list[ScriptedFailure] = []
+        self.delay = 0.0  # seconds each send waits before its answer (a provider's latency)
         self._changed = threading.Condition()
+        self._stopping = threading.Event()
         super().__init__(self._handler(), "fake-fcm")
+
+    def stop(self) -> None:
+        """Stop serving; a send waiting through `delay` is woken and answered at once."""
+        self._stopping.set()
+        super().stop()
 
     def write_service_account(self, path: Path) -> Path:
         """A service-account JSON whose key is this fake's and whose `token_uri` is local."""
@@ -151,6 +158,8 @@ class FakeFcm(LoopbackServer):
                 except ValueError:
                     self.answer(400, _error(400, "INVALID_ARGUMENT"))
                     return
+                if fake.delay:  # each request has its own thread: waits overlap, as at FCM
+                    fake._stopping.wait(fake.delay)
                 self.answer(*fake._send(self.headers.get("Authorization"), body))
 
         return Handler

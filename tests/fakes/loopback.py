@@ -11,6 +11,9 @@ from typing import Any, Self
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # A worker opens dozens of connections at once; socketserver's backlog of 5 would drop
+    # the SYNs past it, and each dropped one costs the client a 1 s retransmit.
+    request_queue_size = 256
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that gave up (a timeout test) closes its socket: not worth a traceback."""

@@ -105,7 +105,7 @@ def test_worker_services_consume_only_known_queues() -> None:
 @pytest.mark.parametrize(
     ("service", "queues", "concurrency"),
     [
-        ("worker-sms", "sms", "4"),
+        ("worker-sms", "sms", None),  # the command's defaults: threads, many sends in flight
         ("worker-push", "push", None),
         ("worker-sweeps", "sweeps", "1"),
         ("worker-webhooks", "webhooks", None),
@@ -118,6 +118,9 @@ def test_each_worker_serves_its_own_queue(
     assert command[command.index("--queues") + 1] == queues
     if concurrency is not None:
         assert command[command.index("--concurrency") + 1] == concurrency
+    else:
+        assert "--concurrency" not in command
+        assert "--pool" not in command
 
 
 def test_app_services_run_the_contract_commands() -> None:
