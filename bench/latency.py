@@ -33,7 +33,7 @@ from bench.stack import API_KEY, Child, Stack, _cli
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from mfa_pipeline.device import SimulatedDevice
+    from mfa_pipeline.cli.device import SimulatedDevice
 
 CLIENTS = 64
 WARM_UP = 70  # enough to start every thread of the default pool before the burst

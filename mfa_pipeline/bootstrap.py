@@ -14,6 +14,7 @@ from mfa_pipeline.adapters.celery_publisher import CeleryEventPublisher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, parse_keys
 from mfa_pipeline.adapters.prometheus_metrics import CeleryQueueDepths, PrometheusMetrics
 from mfa_pipeline.adapters.push_guard import RedisPushGuard
+from mfa_pipeline.adapters.redis_idempotency import RedisIdempotencyStore
 from mfa_pipeline.adapters.redis_store import (
     RedisChallengeStore,
     RedisClient,
@@ -48,6 +49,7 @@ from mfa_pipeline.services.challenges import ChallengeService
 from mfa_pipeline.services.delivery import SmsDeliveryService
 from mfa_pipeline.services.delivery_status import DeliveryStatusService
 from mfa_pipeline.services.enrollment import EnrollmentService
+from mfa_pipeline.services.idempotency import IdempotencyService
 from mfa_pipeline.services.policies import PolicyService
 from mfa_pipeline.services.push import PushAnswers, PushDeliveryService, PushDevices
 from mfa_pipeline.services.sms_spend import SmsSendGate
@@ -106,11 +108,17 @@ class Container:
     webhooks: ResultWebhooks | None
     delivery_status: DeliveryStatusService
     metrics: Metrics
+    idempotency: IdempotencyService
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         self.auditor.flush()
         self.redis.close()
+
+
+def sms_in_flight_seconds(settings: Settings) -> float:
+    """Longer than a live send can take (connect and read may each take the timeout)."""
+    return 2 * settings.twilio_timeout_seconds + 1
 
 
 def rules_from(settings: Settings) -> ChallengeRules:
@@ -341,6 +349,14 @@ def bootstrap(
         sms_sender=sender,
         publisher=publisher,
         challenges=challenges,
+        idempotency=IdempotencyService(
+            store=RedisIdempotencyStore(
+                client, prefix=settings.key_prefix, shards=settings.store_shards
+            ),
+            secrets=box,
+            ttl_seconds=settings.idempotency_ttl_seconds,
+            lease_seconds=settings.idempotency_lease_seconds,
+        ),
         enrollment=EnrollmentService(
             factors=factors,
             store=store,
@@ -363,6 +379,7 @@ def bootstrap(
             status_callback_url=status_callback_url(settings),
             auditor=auditor,
             metrics=metrics,
+            in_flight_seconds=sms_in_flight_seconds(settings),
         ),
         sweeps=SweepService(
             store=store,
@@ -371,6 +388,8 @@ def bootstrap(
             batch_size=settings.sweep_batch_size,
             auditor=auditor,
             metrics=metrics,
+            stale_delivery_seconds=settings.delivery_stale_seconds,
+            retry_grace_seconds=settings.sms_retry_backoff_max_seconds,
         ),
         backup_codes=backup_code_repo,
         trusted_sessions=trusted_session_repo,

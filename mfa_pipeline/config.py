@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     trusted_session_ttl_seconds: int = Field(default=604800, ge=60)
     sweep_interval_seconds: float = Field(default=15, gt=0)
     sweep_batch_size: int = Field(default=500, ge=1)
+    # A send that has not moved this long (queued and never claimed, or claimed and never
+    # finished: its worker died) is published again, checked every interval: a delivery lost
+    # with a worker leaves within about their sum.
+    delivery_stale_seconds: float = Field(default=20, gt=0)
+    delivery_recovery_interval_seconds: float = Field(default=5, gt=0)
+    # A standby beat takes over this long after the active one stopped renewing its lock.
+    beat_lock_seconds: float = Field(default=30, gt=0)
     # How long a finished or expired challenge stays readable (GET says `expired`, not 404).
     challenge_retention_seconds: int = Field(default=3600, ge=1)
     store_shards: int = Field(default=16, ge=1, le=4096)
@@ -127,6 +134,11 @@ class Settings(BaseSettings):
     audit_batch_seconds: float = Field(default=0.05, ge=0, le=5)
     # A firm's policy is re-read at most this long after another process changed it.
     policy_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+
+    # Idempotency-Key: how long a first answer is replayed, and how long a request may hold
+    # its key before a repeat may take it over (longer than any request runs).
+    idempotency_ttl_seconds: int = Field(default=86400, ge=60)
+    idempotency_lease_seconds: int = Field(default=60, ge=1)
 
     max_body_bytes: int = Field(default=16384, ge=1024)
     long_poll_max_seconds: int = Field(default=30, ge=0, le=30)

@@ -40,6 +40,7 @@ class Transition(StrEnum):
     MISMATCH = "mismatch"  # wrong code, one attempt used
     DUPLICATE = "duplicate"  # delivery for this sequence already done
     INTERRUPTED = "interrupted"  # a send of this sequence began and never reported
+    IN_FLIGHT = "in_flight"  # a send of this sequence began moments ago: another run has it
     STALE = "stale"  # superseded by a newer send sequence
     TOO_SOON = "too_soon"
     EXHAUSTED = "exhausted"
@@ -62,6 +63,56 @@ class ExpiredChallenge:
     application: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class StaleDelivery:
+    challenge_id: str
+    user_id: str
+    factor: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyMark:
+    """A request's idempotency key, to be stored with the challenge it creates, atomically.
+
+    `digest` names the key within its application's scope; a retry of a request whose answer
+    was lost after the creation finds the challenge by it (`IdempotencyStore.created`).
+    """
+
+    digest: str
+    ttl_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """What the store holds for a key: the request's fingerprint and, once done, its answer."""
+
+    fingerprint: str
+    response: str | None  # None while the first request runs; else its sealed answer
+
+
+class IdempotencyStore(abc.ABC):
+    """Idempotency keys and the first answer given to each (`Idempotency-Key`)."""
+
+    @abc.abstractmethod
+    def begin(
+        self, digest: str, fingerprint: str, *, lease_seconds: int
+    ) -> IdempotencyRecord | None:
+        """Reserve `digest` for this request (None), or the record another request holds."""
+
+    @abc.abstractmethod
+    def finish(self, digest: str, fingerprint: str, response: str, *, ttl_seconds: int) -> None:
+        """Keep `response` as the answer to every repeat of the reserved request."""
+
+    @abc.abstractmethod
+    def release(self, digest: str, fingerprint: str) -> None:
+        """Drop the reservation of a request that failed: a retry runs it again."""
+
+    @abc.abstractmethod
+    def created(self, digest: str, *, user_id: str) -> str | None:
+        """The id of the challenge created under `digest` for `user_id`, if any."""
+
+
 class ChallengeStore(abc.ABC):
     """Challenges in a shared store. Every state change is atomic across processes.
 
@@ -70,8 +121,12 @@ class ChallengeStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    def create(self, challenge: Challenge) -> None:
-        """Store a new challenge (pending, or already final for one-round-trip checks)."""
+    def create(self, challenge: Challenge, *, idempotency: IdempotencyMark | None = None) -> None:
+        """Store a new challenge (pending, or already final for one-round-trip checks).
+
+        With `idempotency`, the key is stored with it in the same atomic step: a request whose
+        answer was lost after this call can still find what it created.
+        """
 
     @abc.abstractmethod
     def get(self, challenge_id: str) -> Challenge | None: ...
@@ -102,9 +157,20 @@ class ChallengeStore(abc.ABC):
 
     @abc.abstractmethod
     def claim_delivery(
-        self, challenge_id: str, seq: int, code_hash: str, *, now: float, ttl_seconds: int
+        self,
+        challenge_id: str,
+        seq: int,
+        code_hash: str,
+        *,
+        now: float,
+        ttl_seconds: int,
+        in_flight_seconds: float = 0,
     ) -> StoreResult:
-        """Record that a send of `seq` begins, with its code hash; the code lives from now."""
+        """Record that a send of `seq` begins, with its code hash; the code lives from now.
+
+        A send found begun less than `in_flight_seconds` ago is `IN_FLIGHT` (a second copy of
+        the task runs beside the first), older `INTERRUPTED` (its worker died mid-send).
+        """
 
     @abc.abstractmethod
     def record_delivery(
@@ -147,6 +213,18 @@ class ChallengeStore(abc.ABC):
     @abc.abstractmethod
     def sweep(self, *, now: float, batch_size: int) -> list[ExpiredChallenge]:
         """Expire due challenges in bounded batches; cost follows the number due, not stored."""
+
+    @abc.abstractmethod
+    def stale_deliveries(
+        self, *, now: float, stale_seconds: float, retry_grace_seconds: float, batch_size: int
+    ) -> list[StaleDelivery]:
+        """SMS and push sends of pending challenges unchanged for `stale_seconds`.
+
+        Queued and never claimed, or claimed and never finished (a worker died), or retrying
+        for `retry_grace_seconds` beyond that (a retry's countdown lost with its worker). Each
+        is returned at most once per `stale_seconds`, so its re-publication is not repeated at
+        every pass.
+        """
 
 
 # --- enrollment store ------------------------------------------------------------------------

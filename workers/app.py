@@ -24,6 +24,8 @@ def create_celery_app(
     """An app for `settings`. Tasks build their `Container` lazily, once per worker process."""
     app = create_producer(settings)
     app.conf.mfa_container_factory = container_factory
+    # One scheduler sends at a time; a standby beat waits for its lock.
+    app.conf.beat_scheduler = "workers.beat_lock:SingleBeatScheduler"
     tasks.register(app)
     return app
 

@@ -20,6 +20,7 @@ DELIVER_SMS = "mfa.deliver_sms"
 DELIVER_PUSH = "mfa.deliver_push"
 DELIVER_WEBHOOK = "mfa.deliver_webhook"
 SWEEP_EXPIRED = "mfa.sweep_expired"
+REDELIVER_STALE = "mfa.redeliver_stale"
 
 SMS_QUEUE = "sms"
 PUSH_QUEUE = "push"
@@ -33,6 +34,7 @@ QUEUE_OF = {
     DELIVER_PUSH: PUSH_QUEUE,
     DELIVER_WEBHOOK: WEBHOOK_QUEUE,
     SWEEP_EXPIRED: SWEEP_QUEUE,
+    REDELIVER_STALE: SWEEP_QUEUE,
 }
 
 # Longest countdown a retry may ask for; the broker's visibility timeout must exceed it, or a
@@ -111,7 +113,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.sweep_interval_seconds,
                 # A sweep that could not start before the next one is due is dropped, not piled up.
                 "options": {"queue": SWEEP_QUEUE, "expires": settings.sweep_interval_seconds},
-            }
+            },
+            # Sends a dead worker took with it go out again (services/sweeps.py).
+            "redeliver-stale-deliveries": {
+                "task": REDELIVER_STALE,
+                "schedule": settings.delivery_recovery_interval_seconds,
+                "options": {
+                    "queue": SWEEP_QUEUE,
+                    "expires": settings.delivery_recovery_interval_seconds,
+                },
+            },
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
     }

@@ -22,13 +22,16 @@ from mfa_pipeline.domain.challenges import (
     FactorType,
     RequestContext,
     is_well_formed_challenge_id,
+    shard_of,
     shard_of_challenge,
 )
 from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.ports import (
     ChallengeStore,
     ExpiredChallenge,
+    IdempotencyMark,
     RateLimiter,
+    StaleDelivery,
     StoreResult,
     Transition,
 )
@@ -107,6 +110,12 @@ class RedisKeys:
     def due_of(self, challenge_id: str) -> str:
         return self.due(shard_of_challenge(challenge_id))
 
+    def deliveries(self, shard: int) -> str:
+        return f"{self.tag(shard)}:dlv"
+
+    def deliveries_of(self, challenge_id: str) -> str:
+        return self.deliveries(shard_of_challenge(challenge_id))
+
     @property
     def channel_prefix(self) -> str:
         return f"{self.prefix}:ev:"
@@ -116,6 +125,18 @@ class RedisKeys:
 
     def rate(self, name: str) -> str:
         return f"{self.prefix}:rl:{name}"
+
+    def idempotency_marker(self, challenge_id: str, digest: str) -> str:
+        """Beside the challenge (same slot), so one script writes both."""
+        return f"{self.tag(shard_of_challenge(challenge_id))}:idem:{digest}"
+
+    def idempotency_marker_of_user(self, user_id: str, digest: str) -> str:
+        """The same key, found from the user (whose shard every challenge of theirs takes)."""
+        return f"{self.tag(shard_of(user_id, self.shards))}:idem:{digest}"
+
+    def idempotency(self, digest: str) -> str:
+        """A key's reservation and answer: in a slot of its own, found from the key alone."""
+        return f"{self.prefix}:{{idem:{digest}}}"
 
 
 def _result(raw: Sequence[Any]) -> StoreResult:
@@ -145,14 +166,20 @@ class RedisChallengeStore(ChallengeStore):
         self._record = client.register_script(_script("record_delivery"))
         self._resend = client.register_script(_script("request_resend"))
         self._sweep = client.register_script(_script("sweep"))
+        self._redeliver = client.register_script(_script("redeliver"))
         self._provider_status = client.register_script(_script("record_provider_status"))
         self._answer = client.register_script(_script("answer_push"))
 
     def _pair(self, challenge_id: str) -> list[str]:
-        return [self.keys.challenge(challenge_id), self.keys.due_of(challenge_id)]
+        """The challenge and its shard's indexes (expiry, sends in progress): one slot."""
+        return [
+            self.keys.challenge(challenge_id),
+            self.keys.due_of(challenge_id),
+            self.keys.deliveries_of(challenge_id),
+        ]
 
     @translate_redis_errors
-    def create(self, challenge: Challenge) -> None:
+    def create(self, challenge: Challenge, *, idempotency: IdempotencyMark | None = None) -> None:
         c = challenge
         fields: dict[str, str | int | float] = {
             "uid": c.user_id,
@@ -188,9 +215,12 @@ class RedisChallengeStore(ChallengeStore):
             flat += [name, value]
         life = max(0.0, c.expires_at - c.created_at) if not c.status.is_final else 0.0
         ttl_ms = _ms(life) + self._retain_ms
-        self._create(
-            keys=self._pair(c.challenge_id), args=[c.challenge_id, c.expires_at, ttl_ms, *flat]
-        )
+        keys = self._pair(c.challenge_id)
+        marker_ttl_ms = 0
+        if idempotency is not None:
+            keys.append(self.keys.idempotency_marker(c.challenge_id, idempotency.digest))
+            marker_ttl_ms = _ms(idempotency.ttl_seconds)
+        self._create(keys=keys, args=[c.challenge_id, c.expires_at, ttl_ms, marker_ttl_ms, *flat])
 
     @translate_redis_errors
     def get(self, challenge_id: str) -> Challenge | None:
@@ -263,11 +293,25 @@ class RedisChallengeStore(ChallengeStore):
 
     @translate_redis_errors
     def claim_delivery(
-        self, challenge_id: str, seq: int, code_hash: str, *, now: float, ttl_seconds: int
+        self,
+        challenge_id: str,
+        seq: int,
+        code_hash: str,
+        *,
+        now: float,
+        ttl_seconds: int,
+        in_flight_seconds: float = 0,
     ) -> StoreResult:
         # The key lives for the code's lifetime plus the retention after it.
         return self._run(
-            self._claim, challenge_id, seq, code_hash, now, ttl_seconds, self._retain_ms
+            self._claim,
+            challenge_id,
+            seq,
+            code_hash,
+            now,
+            ttl_seconds,
+            self._retain_ms,
+            in_flight_seconds,
         )
 
     @translate_redis_errors
@@ -348,6 +392,26 @@ class RedisChallengeStore(ChallengeStore):
             ExpiredChallenge(challenge_id=r[0], user_id=r[1], factor=r[2], application=r[3] or None)
             for r in rows
         ]
+
+    @translate_redis_errors
+    def stale_deliveries(
+        self, *, now: float, stale_seconds: float, retry_grace_seconds: float, batch_size: int
+    ) -> list[StaleDelivery]:
+        found: list[StaleDelivery] = []
+        for shard in range(self.keys.shards):
+            watched = self.keys.deliveries(shard)
+            ids: list[str] = self._redis.zrangebyscore(  # type: ignore[assignment]
+                watched, "-inf", now - stale_seconds, start=0, num=batch_size
+            )
+            if not ids:
+                continue
+            keys = [watched, *(self.keys.challenge(i) for i in ids)]
+            rows = self._redeliver(keys=keys, args=[now, stale_seconds, retry_grace_seconds, *ids])
+            found += [
+                StaleDelivery(challenge_id=r[0], user_id=r[1], factor=r[2], seq=int(r[3]))
+                for r in rows
+            ]
+        return found
 
 
 class RedisRateLimiter(RateLimiter):

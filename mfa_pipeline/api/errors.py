@@ -41,6 +41,8 @@ STATUS: dict[type[e.MfaError], int] = {
     e.ActorMfaRequiredError: 409,
     e.ForbiddenError: 403,
     e.InvalidSignatureError: 401,
+    e.IdempotencyKeyReusedError: 422,
+    e.RequestInProgressError: 409,
     SmsUnavailableError: 503,
 }
 

@@ -107,6 +107,8 @@ class AsyncMfaClient:
         except httpx.ConnectError as exc:
             raise MfaConnectionError(f"cannot reach the MFA service: {exc}") from exc
         except httpx.TransportError as exc:
+            if call.idempotent:  # the server runs it once however often it arrives
+                raise MfaConnectionError(f"the MFA service did not answer: {exc!r}") from exc
             # The request may have arrived: surfaced, not retried (a POST must not run twice).
             raise MfaClientError(f"the MFA service did not answer: {exc!r}") from exc
         if response.is_success:
@@ -125,9 +127,15 @@ class AsyncMfaClient:
         return await self._run(calls.enroll_totp(user_id))
 
     async def enroll_sms(
-        self, user_id: str, phone: str, *, region: str | None = None
+        self,
+        user_id: str,
+        phone: str,
+        *,
+        region: str | None = None,
+        idempotency_key: str | None = None,
     ) -> SmsEnrollment:
-        return await self._run(calls.enroll_sms(user_id, phone, region))
+        """`idempotency_key`: yours to reuse across restarts; by default one per call."""
+        return await self._run(calls.enroll_sms(user_id, phone, region, idempotency_key))
 
     async def register_push_device(
         self,
@@ -201,6 +209,7 @@ class AsyncMfaClient:
         context: RequestContext | None = None,
         code: str | None = None,
         remember_device: bool = False,
+        idempotency_key: str | None = None,
     ) -> Challenge:
         return await self._run(
             calls.create_challenge(
@@ -210,6 +219,7 @@ class AsyncMfaClient:
                 context=context,
                 code=code,
                 remember_device=remember_device,
+                idempotency_key=idempotency_key,
             )
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -58,14 +59,29 @@ class Call(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None  # None: the client's default
 
+    @property
+    def idempotent(self) -> bool:
+        """Safe to send again whatever happened: a POST with its idempotency key, or a read."""
+        return self.method == "GET" or IDEMPOTENCY_HEADER in self.headers
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_headers(key: str | None) -> dict[str, str]:
+    """One key per logical call, sent again on every retry: the server creates once."""
+    return {IDEMPOTENCY_HEADER: key or secrets.token_urlsafe(24)}
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """When a refused request is tried again, and after how long.
 
-    503 (`unavailable`, `sms_unavailable`) and 429 `rate_limited` are retried, waiting what
-    `Retry-After` says, else an exponential backoff with full jitter; a connection that could
-    not even be opened is retried the same way. 429 `too_many_attempts` (a locked challenge)
+    503 (`unavailable`, `sms_unavailable`), 429 `rate_limited` and 409 `request_in_progress`
+    (the first try of a keyed call still runs) are retried, waiting what `Retry-After` says,
+    else an exponential backoff with full jitter; a connection that could not even be opened,
+    or (for a call with an idempotency key) one that broke before the answer, is retried the
+    same way. 429 `too_many_attempts` (a locked challenge)
     and `too_many_resends` are final. A `Retry-After` longer than `max_retry_after` (a "not me"
     push block lasts 15 minutes) is not slept through: the error is raised with it, so the
     login page can tell the user when to come back.
@@ -81,7 +97,10 @@ class RetryPolicy:
         if attempt > self.max_retries:
             return None
         if isinstance(error, errors.MfaApiError):
-            retryable = isinstance(error, errors.UnavailableError | errors.RateLimitedError)
+            retryable = isinstance(
+                error,
+                errors.UnavailableError | errors.RateLimitedError | errors.RequestInProgressError,
+            )
             if not retryable:
                 return None
             if error.retry_after is not None:
@@ -165,11 +184,19 @@ def enroll_totp(user_id: str) -> Call[TotpEnrollment]:
     return Call("POST", f"/v1/users/{_seg(user_id)}/factors/totp", _model(TotpEnrollment))
 
 
-def enroll_sms(user_id: str, phone: str, region: str | None) -> Call[SmsEnrollment]:
+def enroll_sms(
+    user_id: str, phone: str, region: str | None, idempotency_key: str | None = None
+) -> Call[SmsEnrollment]:
     body: dict[str, Any] = {"phone": phone}
     if region:
         body["region"] = region
-    return Call("POST", f"/v1/users/{_seg(user_id)}/factors/sms", _model(SmsEnrollment), json=body)
+    return Call(
+        "POST",
+        f"/v1/users/{_seg(user_id)}/factors/sms",
+        _model(SmsEnrollment),
+        json=body,
+        headers=idempotency_headers(idempotency_key),
+    )
 
 
 def register_push_device(
@@ -255,6 +282,7 @@ def create_challenge(
     context: RequestContext | None,
     code: str | None,
     remember_device: bool,
+    idempotency_key: str | None = None,
 ) -> Call[Challenge]:
     body: dict[str, Any] = {"user_id": user_id, "factor": factor}
     if factor_id:
@@ -264,7 +292,13 @@ def create_challenge(
     if code is not None:
         body["code"] = code
         body["remember_device"] = remember_device
-    return Call("POST", "/v1/challenges", _model(Challenge), json=body)
+    return Call(
+        "POST",
+        "/v1/challenges",
+        _model(Challenge),
+        json=body,
+        headers=idempotency_headers(idempotency_key),
+    )
 
 
 def get_challenge(challenge_id: str, wait: float | None) -> Call[Challenge]:

@@ -106,6 +106,8 @@ class MfaClient:
         except httpx.ConnectError as exc:
             raise MfaConnectionError(f"cannot reach the MFA service: {exc}") from exc
         except httpx.TransportError as exc:
+            if call.idempotent:  # the server runs it once however often it arrives
+                raise MfaConnectionError(f"the MFA service did not answer: {exc!r}") from exc
             # The request may have arrived: surfaced, not retried (a POST must not run twice).
             raise MfaClientError(f"the MFA service did not answer: {exc!r}") from exc
         if response.is_success:
@@ -123,8 +125,16 @@ class MfaClient:
     def enroll_totp(self, user_id: str) -> TotpEnrollment:
         return self._run(calls.enroll_totp(user_id))
 
-    def enroll_sms(self, user_id: str, phone: str, *, region: str | None = None) -> SmsEnrollment:
-        return self._run(calls.enroll_sms(user_id, phone, region))
+    def enroll_sms(
+        self,
+        user_id: str,
+        phone: str,
+        *,
+        region: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> SmsEnrollment:
+        """`idempotency_key`: yours to reuse across restarts; by default one per call."""
+        return self._run(calls.enroll_sms(user_id, phone, region, idempotency_key))
 
     def register_push_device(
         self,
@@ -198,6 +208,7 @@ class MfaClient:
         context: RequestContext | None = None,
         code: str | None = None,
         remember_device: bool = False,
+        idempotency_key: str | None = None,
     ) -> Challenge:
         return self._run(
             calls.create_challenge(
@@ -207,6 +218,7 @@ class MfaClient:
                 context=context,
                 code=code,
                 remember_device=remember_device,
+                idempotency_key=idempotency_key,
             )
         )
 

@@ -143,6 +143,18 @@ class InvalidSignatureError(MfaApiError):
     code = "invalid_signature"
 
 
+class IdempotencyKeyReusedError(MfaApiError):
+    """The idempotency key came before with another request: a bug in the caller."""
+
+    code = "idempotency_key_reused"
+
+
+class RequestInProgressError(MfaApiError):
+    """The first request with this idempotency key is still running: retried."""
+
+    code = "request_in_progress"
+
+
 class UnavailableError(MfaApiError):
     code = "unavailable"
 
@@ -171,6 +183,8 @@ ERRORS: dict[str, type[MfaApiError]] = {
         FactorNotAllowedError,
         ActorMfaRequiredError,
         InvalidSignatureError,
+        IdempotencyKeyReusedError,
+        RequestInProgressError,
         UnavailableError,
         SmsUnavailableError,
     )

@@ -111,3 +111,15 @@ class InvalidSignatureError(MfaError):
     """A push answer whose signature, device or timestamp does not check out (401)."""
 
     code = "invalid_signature"
+
+
+class IdempotencyKeyReusedError(MfaError):
+    """An `Idempotency-Key` seen before came with another request body (422)."""
+
+    code = "idempotency_key_reused"
+
+
+class RequestInProgressError(MfaError):
+    """The first request with this `Idempotency-Key` has not finished yet (409)."""
+
+    code = "request_in_progress"

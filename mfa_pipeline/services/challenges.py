@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         Clock,
         EventPublisher,
         FactorRepository,
+        IdempotencyMark,
         Metrics,
         PushGuard,
         RateLimiter,
@@ -185,10 +186,13 @@ class ChallengeService:
         factor_id: str | None = None,
         context: RequestContext | None = None,
         code: str | None = None,
+        idempotency: IdempotencyMark | None = None,
     ) -> ChallengeView:
         """Create a challenge; SMS is only queued here (workers deliver it).
 
         For TOTP a `code` may come along: the challenge is created and checked in one call.
+        `idempotency` is stored with a challenge created pending (not with one checked at
+        once: its answer cannot be rebuilt from the challenge, only replayed).
         """
         context = context or RequestContext()
         if factor is RequestedFactor.BACKUP_CODE:
@@ -217,7 +221,7 @@ class ChallengeService:
             check = functools.partial(self._verifier.check_totp, None, chosen, normalized, now=now)
             return self._issue_checked(challenge, check, now)
         try:
-            self._store.create(challenge)
+            self._store.create(challenge, idempotency=idempotency)
         except Exception:
             if challenge.factor is FactorType.PUSH and self._push_guard is not None:
                 # Not created: it must not hold one of the user's pending-push slots.
@@ -290,7 +294,13 @@ class ChallengeService:
         self._after_create(challenge)
         return ChallengeView(challenge, challenge.status)
 
-    def issue_for_enrollment(self, factor: Factor, *, context: RequestContext) -> Challenge:
+    def issue_for_enrollment(
+        self,
+        factor: Factor,
+        *,
+        context: RequestContext,
+        idempotency: IdempotencyMark | None = None,
+    ) -> Challenge:
         """The SMS challenge that proves a new phone number receives our texts.
 
         The caller counts it against the creation limits first (`limits.on_create`), before it
@@ -300,7 +310,7 @@ class ChallengeService:
         challenge = self._new_challenge(
             factor.user_id, factor, context, now, ChallengePurpose.ENROLLMENT
         )
-        self._store.create(challenge)
+        self._store.create(challenge, idempotency=idempotency)
         self._after_create(challenge)
         return challenge
 
@@ -445,6 +455,21 @@ class ChallengeService:
         if challenge is None:
             raise NotFoundError("No such challenge.")
         return ChallengeView(challenge, challenge.status_at(self._clock.now()))
+
+    def resume(self, challenge_id: str) -> ChallengeView:
+        """A challenge an earlier request created but could not answer for (reply lost).
+
+        Its delivery may never have been queued: it is queued now (the delivery claim lets one
+        copy send), so the retrying user gets the code at once, not at the next recovery sweep.
+        """
+        view = self.get(challenge_id)
+        c = view.challenge
+        if view.status is ChallengeStatus.PENDING and c.delivery.status is DeliveryStatus.QUEUED:
+            if c.factor is FactorType.SMS:
+                self._publisher.publish(SmsDeliveryRequested(c.challenge_id, c.user_id, c.send_seq))
+            elif c.factor is FactorType.PUSH:
+                self._publisher.publish(PushDeliveryRequested(c.challenge_id, c.user_id))
+        return view
 
     # --- verifying ---------------------------------------------------------------------------
 

@@ -66,8 +66,11 @@ class SmsDeliveryService:
         status_callback_url: str | None = None,  # the base; each send adds its challenge
         auditor: Auditor | None = None,
         metrics: Metrics | None = None,
+        in_flight_seconds: float = 0,
     ) -> None:
         self._store = store
+        # Longer than any live send takes: a send begun more recently is another copy's.
+        self._in_flight = in_flight_seconds
         self._metrics = metrics or NullMetrics()
         self._auditor = auditor
         self._factors = factors
@@ -91,12 +94,22 @@ class SmsDeliveryService:
         code = generate_code()
         digest = code_digest(self._secrets.code_keys()[0], challenge_id, seq, code)
         claim = self._store.claim_delivery(
-            challenge_id, seq, digest, now=self._clock.now(), ttl_seconds=self._ttl
+            challenge_id,
+            seq,
+            digest,
+            now=self._clock.now(),
+            ttl_seconds=self._ttl,
+            in_flight_seconds=self._in_flight,
         )
+        if claim.transition is Transition.IN_FLIGHT and not final_attempt:
+            # A copy of this task (a redelivery) runs beside the one sending: look again later,
+            # when the send has been recorded, or has stayed unrecorded long enough to be lost.
+            bound.info("sms_skipped", outcome="in_flight")
+            return DeliveryOutcome.RETRY
         if claim.transition is Transition.DUPLICATE:
             bound.info("sms_skipped", outcome="duplicate")
             return DeliveryOutcome.DUPLICATE
-        if claim.transition is Transition.INTERRUPTED:
+        if claim.transition in (Transition.INTERRUPTED, Transition.IN_FLIGHT):
             # The provider may hold the earlier attempt's code: never send a second one.
             return self._fail(challenge, seq, "interrupted", bound)
         if claim.transition is not Transition.DONE:

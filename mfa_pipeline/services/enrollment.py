@@ -24,7 +24,13 @@ from mfa_pipeline.services.verification import CodeVerifier, phone_context, totp
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.rules import ChallengeRules
-    from mfa_pipeline.ports import ChallengeStore, Clock, FactorRepository, SecretBox
+    from mfa_pipeline.ports import (
+        ChallengeStore,
+        Clock,
+        FactorRepository,
+        IdempotencyMark,
+        SecretBox,
+    )
     from mfa_pipeline.services.audit import Auditor
     from mfa_pipeline.services.challenges import ChallengeService
     from mfa_pipeline.services.policies import PolicyService
@@ -158,6 +164,7 @@ class EnrollmentService:
         phone: object,
         region: str | None,
         context: RequestContext | None = None,
+        idempotency: IdempotencyMark | None = None,
     ) -> SmsEnrollment:
         """A pending SMS factor and the challenge whose code will confirm the number."""
         user = self._require_user(user_id)
@@ -183,11 +190,32 @@ class EnrollmentService:
         if self._challenges.sms_gate is not None:
             self._challenges.sms_gate.admit_number(number.e164, user_id=user_id)
         self._factors.add_factor(factor)
-        challenge = self._challenges.issue_for_enrollment(factor, context=context)
+        challenge = self._challenges.issue_for_enrollment(
+            factor, context=context, idempotency=idempotency
+        )
         self._factors.set_pending_challenge(user_id, factor.factor_id, challenge.challenge_id)
         log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="sms")
         self._audit(audit.FACTOR_ENROLLED, factor, context)
         return SmsEnrollment(factor=factor, phone=number, challenge_id=challenge.challenge_id)
+
+    def sms_enrollment_of(self, *, user_id: str, challenge_id: str) -> SmsEnrollment:
+        """The enrollment a confirmation challenge belongs to, as `enroll_sms` answered it.
+
+        For a request cut short after it created the challenge: its unfinished steps are done.
+        """
+        challenge = self._store.get(challenge_id)
+        factor = None
+        if challenge is not None and challenge.user_id == user_id and challenge.factor_id:
+            factor = self._factors.get_factor(user_id, challenge.factor_id)
+        if factor is None or factor.phone_ciphertext is None:
+            raise NotFoundError("The enrollment this request created is gone.")
+        if factor.pending_challenge_id != challenge_id:  # the request stopped before this step
+            self._factors.set_pending_challenge(user_id, factor.factor_id, challenge_id)
+        self._challenges.resume(challenge_id)
+        phone = self._secrets.decrypt(factor.phone_ciphertext, context=phone_context(factor))
+        return SmsEnrollment(
+            factor=factor, phone=parse_phone(phone, factor.phone_region), challenge_id=challenge_id
+        )
 
     def activate(
         self,

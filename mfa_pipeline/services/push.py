@@ -272,7 +272,7 @@ class PushDeliveryService:
         claim = self._store.claim_delivery(
             challenge_id, 0, "", now=now, ttl_seconds=max(1, math.floor(remaining))
         )
-        if claim.transition in (Transition.DUPLICATE, Transition.INTERRUPTED):
+        if claim.transition in (Transition.DUPLICATE, Transition.INTERRUPTED, Transition.IN_FLIGHT):
             bound.info("push_skipped", outcome=claim.transition.value)
             return PushOutcome.DUPLICATE
         if claim.transition is not Transition.DONE:

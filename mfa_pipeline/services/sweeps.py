@@ -1,4 +1,12 @@
-"""Expiring due challenges: run periodically on the `sweeps` queue, safe on several workers."""
+"""Periodic work on the `sweeps` queue, safe on several workers.
+
+It expires due challenges, and publishes again the deliveries a dead worker took with it: a
+worker killed as a whole (OOM, a lost host) takes the messages it held, which a Redis broker
+hands back only after its visibility timeout, and RabbitMQ once it notices the
+connection is gone. The store knows which sends have not moved for a while (queued and never
+claimed, claimed and never finished); publishing them again is safe, as the delivery claim
+lets one copy send and turns the others into duplicates (or fails a send that may have left).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,11 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType
-from mfa_pipeline.domain.events import ChallengeFinished
+from mfa_pipeline.domain.events import (
+    ChallengeFinished,
+    PushDeliveryRequested,
+    SmsDeliveryRequested,
+)
 from mfa_pipeline.ports import NullMetrics
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.webhooks import announce_finished
@@ -29,8 +41,13 @@ class SweepService:
         batch_size: int,
         auditor: Auditor | None = None,
         metrics: Metrics | None = None,
+        stale_delivery_seconds: float = 20,
+        retry_grace_seconds: float = 60,
     ) -> None:
         self._store = store
+        self._stale = stale_delivery_seconds
+        # A retry waits up to its backoff cap before it claims again: not stale before that.
+        self._retry_grace = retry_grace_seconds
         self._metrics = metrics or NullMetrics()
         self._auditor = auditor
         self._publisher = publisher
@@ -71,3 +88,27 @@ class SweepService:
                 ),
             )
         return len(expired)
+
+    def redeliver_stale(self) -> int:
+        """Publish again each send that stopped moving; return how many were published."""
+        stale = self._store.stale_deliveries(
+            now=self._clock.now(),
+            stale_seconds=self._stale,
+            retry_grace_seconds=self._retry_grace,
+            batch_size=self._batch,
+        )
+        for item in stale:
+            log.warning(
+                "delivery_republished",
+                challenge_id=item.challenge_id,
+                user_id=item.user_id,
+                factor=item.factor,
+                seq=item.seq,
+            )
+            if item.factor == FactorType.SMS.value:
+                self._publisher.publish(
+                    SmsDeliveryRequested(item.challenge_id, item.user_id, seq=item.seq)
+                )
+            elif item.factor == FactorType.PUSH.value:
+                self._publisher.publish(PushDeliveryRequested(item.challenge_id, item.user_id))
+        return len(stale)

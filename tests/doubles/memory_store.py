@@ -33,7 +33,9 @@ from mfa_pipeline.domain.challenges import (
 from mfa_pipeline.ports import (
     ChallengeStore,
     ExpiredChallenge,
+    IdempotencyMark,
     RateLimiter,
+    StaleDelivery,
     StoreResult,
     Transition,
 )
@@ -137,6 +139,10 @@ class InMemoryChallengeStore(ChallengeStore):
         self._records: dict[str, _Record] = {}
         self._due: dict[int, _DueIndex] = {}
         self._now = -math.inf
+        # When `stale_deliveries` last returned each challenge (Redis keeps it as the score).
+        self._republished: dict[str, float] = {}
+        # (user, key digest) -> challenge id, as `create.lua` writes its idempotency marker.
+        self.idempotency_markers: dict[tuple[str, str], str] = {}
 
     # --- bookkeeping (callers hold the lock) -------------------------------------------------
 
@@ -170,12 +176,14 @@ class InMemoryChallengeStore(ChallengeStore):
 
     # --- the port ----------------------------------------------------------------------------
 
-    def create(self, challenge: Challenge) -> None:
+    def create(self, challenge: Challenge, *, idempotency: IdempotencyMark | None = None) -> None:
         c = challenge
         with self._lock:
             self._advance(c.created_at)
             if self._live(c.challenge_id) is not None:
                 return
+            if idempotency is not None:
+                self.idempotency_markers[(c.user_id, idempotency.digest)] = c.challenge_id
             life = max(0.0, c.expires_at - c.created_at) if not c.status.is_final else 0.0
             self._records[c.challenge_id] = _Record(
                 _as_stored(c), purge_at=c.created_at + life + self._retention
@@ -248,7 +256,14 @@ class InMemoryChallengeStore(ChallengeStore):
             return StoreResult(Transition.DONE, status)
 
     def claim_delivery(
-        self, challenge_id: str, seq: int, code_hash: str, *, now: float, ttl_seconds: int
+        self,
+        challenge_id: str,
+        seq: int,
+        code_hash: str,
+        *,
+        now: float,
+        ttl_seconds: int,
+        in_flight_seconds: float = 0,
     ) -> StoreResult:
         with self._lock:
             record = self._open(challenge_id, now)
@@ -259,6 +274,9 @@ class InMemoryChallengeStore(ChallengeStore):
                 return StoreResult(Transition.STALE, ChallengeStatus.PENDING)
             if record.claimed_seq == seq:
                 if c.delivery.status is DeliveryStatus.SENDING:
+                    age = now - (c.delivery.updated_at or 0.0)
+                    if age < in_flight_seconds:
+                        return StoreResult(Transition.IN_FLIGHT, ChallengeStatus.PENDING)
                     return StoreResult(Transition.INTERRUPTED, ChallengeStatus.PENDING)
                 if c.delivery.status is not DeliveryStatus.RETRYING:
                     return StoreResult(Transition.DUPLICATE, ChallengeStatus.PENDING)
@@ -431,6 +449,35 @@ class InMemoryChallengeStore(ChallengeStore):
                     )
                 )
         return expired
+
+    def stale_deliveries(
+        self, *, now: float, stale_seconds: float, retry_grace_seconds: float, batch_size: int
+    ) -> list[StaleDelivery]:
+        """As `redeliver.lua`, by a scan: sends of pending challenges that stopped moving."""
+        waiting = (DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.RETRYING)
+        found: list[StaleDelivery] = []
+        with self._lock:
+            self._advance(now)
+            for challenge_id, record in list(self._records.items()):
+                c = record.challenge
+                if (
+                    len(found) >= batch_size
+                    or c.status is not ChallengeStatus.PENDING
+                    or now >= c.expires_at
+                    or c.delivery.status not in waiting
+                ):
+                    continue
+                since = max(
+                    c.delivery.updated_at or c.created_at,
+                    c.last_resend_at or 0.0,
+                    self._republished.get(challenge_id, -math.inf),
+                )
+                if c.delivery.status is DeliveryStatus.RETRYING:
+                    since += retry_grace_seconds
+                if now - since >= stale_seconds:
+                    self._republished[challenge_id] = now
+                    found.append(StaleDelivery(challenge_id, c.user_id, c.factor.value, c.send_seq))
+        return found
 
 
 def _same(candidate: str, stored: str) -> bool:

@@ -60,14 +60,35 @@ def test_a_run_after_a_worker_died_mid_send_marks_the_challenge_failed_instead_o
 ) -> None:
     user_id = active_sms_user(container, fake_twilio)
     challenge_id = sms_challenge(container, user_id)
-    # The first worker claimed the send and died before recording the provider's answer.
+    # The first worker claimed the send a minute ago and died before recording the answer.
     container.store.claim_delivery(
-        challenge_id, 0, "0" * 64, now=container.clock.now(), ttl_seconds=600
+        challenge_id, 0, "0" * 64, now=container.clock.now() - 60, ttl_seconds=600
     )
     assert container.delivery.deliver(challenge_id=challenge_id, seq=0) is DeliveryOutcome.FAILED
     view = container.challenges.get(challenge_id)
     assert view.status.value == "failed"
     assert view.challenge.delivery.error_code == "interrupted"
+    assert len(fake_twilio.messages) == 1
+
+
+def test_a_copy_of_a_task_whose_send_began_moments_ago_looks_again_later_and_sends_nothing(
+    container: Container, fake_twilio: FakeTwilio
+) -> None:
+    user_id = active_sms_user(container, fake_twilio)
+    challenge_id = sms_challenge(container, user_id)
+    # Another run claimed the send just now and is waiting for the provider (a redelivered
+    # copy of the task, or one published again by the recovery sweep, runs beside it).
+    container.store.claim_delivery(
+        challenge_id, 0, "0" * 64, now=container.clock.now(), ttl_seconds=600
+    )
+    assert container.delivery.deliver(challenge_id=challenge_id, seq=0) is DeliveryOutcome.RETRY
+    view = container.challenges.get(challenge_id)
+    assert view.status.value == "pending"
+    assert view.challenge.delivery.status.value == "sending"
+    assert len(fake_twilio.messages) == 1  # the enrollment's only
+    # Its last attempt does not wait any longer: never a second code, so the challenge fails.
+    outcome = container.delivery.deliver(challenge_id=challenge_id, seq=0, final_attempt=True)
+    assert outcome is DeliveryOutcome.FAILED
     assert len(fake_twilio.messages) == 1
 
 

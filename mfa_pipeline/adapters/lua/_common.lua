@@ -27,3 +27,9 @@ local function blocked(status, exp, now)
   if now >= tonumber(exp) then return 'expired' end
   return nil
 end
+
+-- `deliveries` is the shard's sorted set of SMS and push sends not yet done, scored by their
+-- last change: the redelivery sweep re-publishes those that stopped moving (a dead worker).
+local function watch_delivery(deliveries, id, since)
+  redis.call('ZADD', deliveries, since, id)
+end

@@ -1,4 +1,4 @@
--- KEYS: challenge, due. ARGV: id, channel, now, retain_ms, seq, delivery status,
+-- KEYS: challenge, due, deliveries. ARGV: id, channel, now, retain_ms, seq, delivery status,
 -- provider id, error code, fail challenge (1/0).
 local key, due = KEYS[1], KEYS[2]
 local id, channel, now, retain_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -17,6 +17,11 @@ if ARGV[7] ~= '' then redis.call('HSET', key, 'dsid', ARGV[7]) end
 if ARGV[8] ~= '' then redis.call('HSET', key, 'derr', ARGV[8]) end
 if ARGV[6] == 'sent' then redis.call('HSET', key, 'dsent', now) end
 if ARGV[6] == 'failed' or ARGV[6] == 'retrying' then redis.call('HDEL', key, 'chash') end
+if ARGV[6] == 'retrying' then
+  watch_delivery(KEYS[3], id, now)
+else
+  redis.call('ZREM', KEYS[3], id)
+end
 if ARGV[9] == '1' and h[1] == 'pending' then
   finish(key, due, id, channel, 'failed', now, retain_ms)
   return {'done', 'failed', 0}

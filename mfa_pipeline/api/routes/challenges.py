@@ -17,10 +17,11 @@ import functools
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from mfa_pipeline.api.deps import ApplicationDep, ContainerDep, WatcherDep
+from mfa_pipeline.api.idempotency import idempotent, json_response
 from mfa_pipeline.api.login_extras import backup_code_factor, login_extras
 from mfa_pipeline.api.schemas import (
     ChallengeOut,
@@ -39,6 +40,7 @@ from mfa_pipeline.domain.challenges import (
     RequestedFactor,
 )
 from mfa_pipeline.domain.errors import NotFoundError
+from mfa_pipeline.ports import IdempotencyMark
 
 router = APIRouter(tags=["login"], responses={401: {"model": ErrorOut}})
 ChallengeIdPath = Annotated[str, Path(max_length=64)]
@@ -80,33 +82,44 @@ def preauth(body: PreauthBody, c: ContainerDep, _: ApplicationDep) -> PreauthOut
     },
 )
 async def create_challenge(
-    body: CreateChallengeBody, c: ContainerDep, app: ApplicationDep
+    body: CreateChallengeBody, request: Request, c: ContainerDep, app: ApplicationDep
 ) -> Response:
     """Start a second-factor check. SMS is queued for the workers; this answers at once.
 
-    For TOTP the code may come along: the challenge is then created and checked at once.
+    For TOTP the code may come along: the challenge is created and checked at once. With an
+    `Idempotency-Key`, a repeat answers what the first request did and sends nothing.
     """
     context = RequestContext(
         ip=body.context.ip,
         user_agent=body.context.user_agent,
         application=body.context.application or app,
     )
-    issue = functools.partial(
-        c.challenges.issue,
-        user_id=body.user_id,
-        factor=body.factor,
-        factor_id=body.factor_id,
-        context=context,
-        code=body.code,
+
+    def run(mark: IdempotencyMark | None) -> Response:
+        view = c.challenges.issue(
+            user_id=body.user_id,
+            factor=body.factor,
+            factor_id=body.factor_id,
+            context=context,
+            code=body.code,
+            idempotency=mark,
+        )
+        extras = login_extras(c, view, remember_device=body.remember_device)
+        out = challenge_out(view).model_copy(update=extras)
+        # Already a ChallengeOut: serialized once here rather than validated again by FastAPI.
+        return json_response(201, out.model_dump_json())
+
+    def created(challenge_id: str) -> Response:
+        return json_response(
+            201, challenge_out(c.challenges.resume(challenge_id)).model_dump_json()
+        )
+
+    create = functools.partial(
+        idempotent, request, c, app, user_id=body.user_id, body=body, run=run, created=created
     )
     if body.factor is RequestedFactor.BACKUP_CODE:
-        view = await run_in_threadpool(issue)
-    else:
-        view = issue()
-    extras = login_extras(c, view, remember_device=body.remember_device)
-    out = challenge_out(view).model_copy(update=extras)
-    # Already a ChallengeOut: serialized once here rather than validated again by FastAPI.
-    return Response(out.model_dump_json(), status_code=201, media_type="application/json")
+        return await run_in_threadpool(create)
+    return create()
 
 
 @router.get(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
+from mfa_pipeline.api.idempotency import idempotent, json_response
 from mfa_pipeline.api.schemas import (
     ID_PATTERN,
     ActivateBody,
@@ -22,6 +23,8 @@ from mfa_pipeline.api.schemas import (
 )
 from mfa_pipeline.api.views import factor_out, user_out
 from mfa_pipeline.domain.challenges import RequestContext
+from mfa_pipeline.ports import IdempotencyMark
+from mfa_pipeline.services.enrollment import SmsEnrollment
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses={401: {"model": ErrorOut}})
 UserIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -76,12 +79,27 @@ def enroll_totp(
 )
 def enroll_sms(
     user_id: UserIdPath, body: SmsEnrollBody, request: Request, c: ContainerDep, app: ApplicationDep
-) -> SmsEnrollmentOut:
-    """A pending SMS factor; a code is sent to the number to confirm it."""
+) -> Response:
+    """A pending SMS factor; a code is sent to the number to confirm it.
+
+    With an `Idempotency-Key`, a repeat answers what the first request did and sends nothing.
+    """
     context = RequestContext(ip=None, user_agent=request.headers.get("user-agent"), application=app)
-    enrollment = c.enrollment.enroll_sms(
-        user_id=user_id, phone=body.phone, region=body.region, context=context
-    )
+
+    def run(mark: IdempotencyMark | None) -> Response:
+        enrollment = c.enrollment.enroll_sms(
+            user_id=user_id, phone=body.phone, region=body.region, context=context, idempotency=mark
+        )
+        return json_response(201, sms_enrollment_out(enrollment).model_dump_json())
+
+    def created(challenge_id: str) -> Response:
+        enrollment = c.enrollment.sms_enrollment_of(user_id=user_id, challenge_id=challenge_id)
+        return json_response(201, sms_enrollment_out(enrollment).model_dump_json())
+
+    return idempotent(request, c, app, user_id=user_id, body=body, run=run, created=created)
+
+
+def sms_enrollment_out(enrollment: SmsEnrollment) -> SmsEnrollmentOut:
     return SmsEnrollmentOut(
         factor_id=enrollment.factor.factor_id,
         status=enrollment.factor.status.value,
