@@ -74,6 +74,8 @@ class FakeTwilio(LoopbackServer):
         self.auth_token = auth_token
         self.messages: list[dict[str, Any]] = []  # accepted, as form fields + sid + received_at
         self.requests_count = 0  # every POST, refused ones included
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most ever answered at once: how many a client overlaps
         self.delay = 0.0  # seconds to wait before answering (client timeouts)
         # Delivery reports posted to each message's StatusCallback, in this order.
         self.callback_statuses: list[str] = ["sent", "delivered"]
@@ -159,6 +161,12 @@ class FakeTwilio(LoopbackServer):
     def _count_request(self) -> None:
         with self._changed:
             self.requests_count += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _answered(self) -> None:
+        with self._changed:
+            self.in_flight -= 1
 
     def _authorized(self, sid: str, header: str | None) -> bool:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
@@ -210,6 +218,12 @@ class FakeTwilio(LoopbackServer):
         class Handler(JsonHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server names it
                 fake._count_request()
+                try:
+                    self._post()
+                finally:
+                    fake._answered()
+
+            def _post(self) -> None:
                 length = int(self.headers.get("Content-Length") or "0")
                 raw = self.rfile.read(length).decode()
                 form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}

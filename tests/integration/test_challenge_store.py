@@ -492,6 +492,89 @@ def test_a_reclaimed_send_verifies_its_new_code_only(backend: Backend) -> None:
     assert backend.verify(cid, WRONG, now=T0 + 4).transition is Transition.DONE
 
 
+def test_a_claim_moments_after_another_is_in_flight_and_later_interrupted(
+    backend: Backend,
+) -> None:
+    cid = backend.issued().challenge_id
+    backend.store.claim_delivery(cid, 0, digest(cid), now=T0, ttl_seconds=TTL)
+    soon = backend.store.claim_delivery(
+        cid, 0, digest(cid, WRONG), now=T0 + 3, ttl_seconds=TTL, in_flight_seconds=10
+    )
+    assert soon == StoreResult(Transition.IN_FLIGHT, ChallengeStatus.PENDING)
+    late = backend.store.claim_delivery(
+        cid, 0, digest(cid, WRONG), now=T0 + 11, ttl_seconds=TTL, in_flight_seconds=10
+    )
+    assert late == StoreResult(Transition.INTERRUPTED, ChallengeStatus.PENDING)
+    assert backend.verify(cid, RIGHT, now=T0 + 12).transition is Transition.DONE  # first code
+
+
+# --- stale deliveries (a dead worker's sends, published again) --------------------------------
+
+STALE = 20.0
+
+
+def stale_ids(backend: Backend, now: float, grace: float = 60.0) -> list[str]:
+    found = backend.store.stale_deliveries(
+        now=now, stale_seconds=STALE, retry_grace_seconds=grace, batch_size=100
+    )
+    return sorted(d.challenge_id for d in found)
+
+
+def test_a_send_queued_and_never_claimed_is_stale_once_per_period(backend: Backend) -> None:
+    challenge = backend.issued()
+    assert stale_ids(backend, T0 + STALE - 1) == []
+    found = backend.store.stale_deliveries(
+        now=T0 + STALE, stale_seconds=STALE, retry_grace_seconds=60, batch_size=100
+    )
+    assert [(d.challenge_id, d.user_id, d.factor, d.seq) for d in found] == [
+        (challenge.challenge_id, challenge.user_id, "sms", 0)
+    ]
+    assert stale_ids(backend, T0 + STALE + 5) == []  # published again: not at every pass
+    assert stale_ids(backend, T0 + 2 * STALE) == [challenge.challenge_id]
+
+
+def test_a_claimed_send_that_never_finished_is_stale_and_a_sent_one_never(
+    backend: Backend,
+) -> None:
+    lost = backend.issued().challenge_id
+    done = backend.issued().challenge_id
+    for cid in (lost, done):
+        backend.store.claim_delivery(cid, 0, digest(cid), now=T0 + 1, ttl_seconds=TTL)
+    backend.store.record_delivery(done, 0, status="sent", now=T0 + 2, provider_id="SM1")
+    assert stale_ids(backend, T0 + STALE) == []  # claimed at T0 + 1: not yet
+    assert stale_ids(backend, T0 + 1 + STALE) == [lost]
+    assert stale_ids(backend, T0 + 1 + 2 * STALE) == [lost]
+
+
+def test_a_retrying_send_is_stale_only_after_its_retry_grace(backend: Backend) -> None:
+    cid = backend.issued().challenge_id
+    backend.store.claim_delivery(cid, 0, digest(cid), now=T0 + 1, ttl_seconds=TTL)
+    backend.store.record_delivery(cid, 0, status="retrying", now=T0 + 2, error_code="20429")
+    assert stale_ids(backend, T0 + 2 + STALE, grace=60) == []
+    assert stale_ids(backend, T0 + 2 + 60 + STALE, grace=60) == [cid]
+
+
+def test_a_resent_challenge_is_stale_from_its_resend_with_its_new_seq(backend: Backend) -> None:
+    cid = backend.sent().challenge_id
+    backend.store.request_resend(cid, now=T0 + 30, max_resends=3, min_interval=30)
+    assert stale_ids(backend, T0 + 30 + STALE - 1) == []
+    found = backend.store.stale_deliveries(
+        now=T0 + 30 + STALE, stale_seconds=STALE, retry_grace_seconds=60, batch_size=100
+    )
+    assert [(d.challenge_id, d.seq) for d in found] == [(cid, 1)]
+
+
+def test_a_finished_or_expired_challenge_is_never_stale(backend: Backend) -> None:
+    verified = backend.issued().challenge_id
+    backend.store.complete(verified, ChallengeStatus.VERIFIED, now=T0 + 1)
+    backend.issued(lifetime=STALE / 2)  # expired, unswept
+    failed = backend.issued().challenge_id
+    backend.store.record_delivery(
+        failed, 0, status="failed", now=T0 + 1, error_code="21211", fail_challenge=True
+    )
+    assert stale_ids(backend, T0 + 5 * STALE) == []
+
+
 def test_claiming_an_older_seq_after_a_resend_is_stale(backend: Backend) -> None:
     cid = backend.sent().challenge_id
     backend.store.request_resend(cid, now=T0 + 30, max_resends=3, min_interval=30)
