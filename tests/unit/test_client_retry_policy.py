@@ -81,3 +81,27 @@ def test_the_details_of_a_wrong_code_are_typed() -> None:
     error = calls.api_error(refused(400, "invalid_code", attempts_remaining=3, reason="clock_skew"))
     assert isinstance(error, errors.InvalidCodeError)
     assert (error.attempts_remaining, error.reason) == (3, "clock_skew")
+
+
+def test_each_creating_call_carries_its_own_idempotency_key_and_a_retry_reuses_it() -> None:
+    first = calls.create_challenge(
+        "alice", factor="sms", factor_id=None, context=None, code=None, remember_device=False
+    )
+    second = calls.create_challenge(
+        "alice", factor="sms", factor_id=None, context=None, code=None, remember_device=False
+    )
+    enrollment = calls.enroll_sms("alice", "+12015550123", None)
+    keys = [c.headers["Idempotency-Key"] for c in (first, second, enrollment)]
+    assert len(set(keys)) == 3  # one key per logical call
+    assert first.idempotent  # the same Call object, hence the same key, is sent on every retry
+    chosen = calls.enroll_sms("alice", "+12015550123", None, idempotency_key="mine-1")
+    assert chosen.headers["Idempotency-Key"] == "mine-1"
+    assert not calls.activate_factor("alice", "f1", "123456").idempotent
+
+
+def test_a_request_in_progress_is_retried_and_a_reused_key_is_not() -> None:
+    policy = calls.RetryPolicy(max_retries=2, backoff=0.5)
+    in_progress = errors.RequestInProgressError("the first one still runs", status=409)
+    reused = errors.IdempotencyKeyReusedError("another body", status=422)
+    assert policy.delay(1, in_progress) is not None
+    assert policy.delay(1, reused) is None
