@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mfa_pipeline.cli import WORKER_CONCURRENCY
+from mfa_pipeline.cli.commands import WORKER_CONCURRENCY
 from tests.drills.kit import (
     assert_each_got_one_sms_or_failed,
     drill_settings,
