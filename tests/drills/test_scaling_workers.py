@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.drill
 
-USERS = 200  # ten seconds of stream at RATE_PER_SECOND: it outlasts the scaling steps
-RATE_PER_SECOND = 20
+USERS = 300  # thirty seconds of stream at RATE_PER_SECOND: it outlasts the scaling steps,
+# even where a worker process takes several seconds to start (a busy machine)
+RATE_PER_SECOND = 10
 
 
 class ChallengeStream:
