@@ -37,6 +37,13 @@ def sms_login(user_id: str, ip: str = "198.51.100.7") -> dict[str, Any]:
     return {"user_id": user_id, "factor": "sms", "context": {"ip": ip}}
 
 
+def sms_user(api: httpx.Client, fake: FakeTwilio) -> str:
+    """A user with an active SMS factor on `PHONE_E164` (its confirmation is SMS number one)."""
+    user_id = create_user(api)
+    enroll_sms(api, fake, user_id)
+    return user_id
+
+
 def sms_to(fake: FakeTwilio, number: str = PHONE_E164) -> int:
     return sum(1 for m in fake.messages if m["To"] == number)
 
@@ -76,8 +83,7 @@ def reply_lost_after_create(container: Container, times: int = 1) -> Iterator[li
 def test_a_repeated_challenge_request_answers_the_first_response_and_sends_one_sms(
     api: httpx.Client, fake_twilio: FakeTwilio
 ) -> None:
-    user_id = create_user(api)
-    enroll_sms(api, fake_twilio, user_id)
+    user_id = sms_user(api, fake_twilio)
     first = api.post("/v1/challenges", json=sms_login(user_id), headers={KEY: "login-1"})
     assert first.status_code == 201, first.text
     assert "Idempotent-Replayed" not in first.headers
@@ -92,8 +98,7 @@ def test_a_repeated_challenge_request_answers_the_first_response_and_sends_one_s
 def test_the_same_key_with_another_body_is_refused_and_sends_nothing(
     api: httpx.Client, fake_twilio: FakeTwilio
 ) -> None:
-    user_id = create_user(api)
-    enroll_sms(api, fake_twilio, user_id)
+    user_id = sms_user(api, fake_twilio)
     first = api.post("/v1/challenges", json=sms_login(user_id), headers={KEY: "login-2"})
     assert first.status_code == 201
     other = api.post(
@@ -125,8 +130,7 @@ def test_a_repeat_while_the_first_request_runs_is_409_request_in_progress(
     container: Container,
     fake_twilio: FakeTwilio,
 ) -> None:
-    user_id = create_user(api)
-    enroll_sms(api, fake_twilio, user_id)
+    user_id = sms_user(api, fake_twilio)
     entered, release = threading.Event(), threading.Event()
     real_issue = container.challenges.issue
 
@@ -172,8 +176,7 @@ def test_a_repeat_while_the_first_request_runs_is_409_request_in_progress(
 def test_a_bad_idempotency_key_is_422_and_creates_nothing(
     api: httpx.Client, fake_twilio: FakeTwilio, key: bytes
 ) -> None:
-    user_id = create_user(api)
-    enroll_sms(api, fake_twilio, user_id)
+    user_id = sms_user(api, fake_twilio)
     refused = api.post("/v1/challenges", json=sms_login(user_id), headers={KEY: key})
     assert refused.status_code == 422
     error = refused.json()["error"]
@@ -193,8 +196,7 @@ def test_a_bad_idempotency_key_is_422_and_creates_nothing(
 def test_a_key_of_255_printable_characters_is_accepted(
     api: httpx.Client, fake_twilio: FakeTwilio
 ) -> None:
-    user_id = create_user(api)
-    enroll_sms(api, fake_twilio, user_id)
+    user_id = sms_user(api, fake_twilio)
     key = "".join(chr(33 + i % 94) for i in range(255))  # header values cannot start with a space
     first = api.post("/v1/challenges", json=sms_login(user_id), headers={KEY: key})
     again = api.post("/v1/challenges", json=sms_login(user_id), headers={KEY: key})
@@ -205,8 +207,7 @@ def test_a_key_of_255_printable_characters_is_accepted(
 def test_keys_are_per_application_one_never_replays_another_s_answer(
     api: httpx.Client, fake_twilio: FakeTwilio
 ) -> None:
-    user_id = create_user(api)
-    enroll_sms(api, fake_twilio, user_id)
+    user_id = sms_user(api, fake_twilio)
     mine = api.post("/v1/challenges", json=sms_login(user_id), headers={KEY: "shared-key"})
     theirs = api.post(
         "/v1/challenges",
@@ -245,8 +246,7 @@ def test_a_repeated_sms_enrollment_answers_the_first_and_texts_the_number_once(
 def test_a_retry_after_a_503_that_created_the_challenge_gets_it_and_one_sms(
     api: httpx.Client, container: Container, fake_twilio: FakeTwilio
 ) -> None:
-    user_id = create_user(api)
-    enroll_sms(api, fake_twilio, user_id)
+    user_id = sms_user(api, fake_twilio)
     with reply_lost_after_create(container) as created:
         cut = api.post("/v1/challenges", json=sms_login(user_id), headers={KEY: "login-4"})
         assert cut.status_code == 503
@@ -282,8 +282,7 @@ def test_a_retried_sms_enrollment_cut_after_creation_can_still_be_confirmed(
 def test_the_python_client_retries_a_503_with_its_key_and_the_user_gets_one_sms(
     api: httpx.Client, api_server: ApiServer, container: Container, fake_twilio: FakeTwilio
 ) -> None:
-    user_id = create_user(api)
-    enroll_sms(api, fake_twilio, user_id)
+    user_id = sms_user(api, fake_twilio)
     fast = RetryPolicy(max_retries=3, backoff=0.01, max_backoff=0.05)
     with (
         MfaClient(api_server.url, api_key=MANAGE_KEY, retry=fast) as mfa,
