@@ -153,8 +153,12 @@ async def burst(
         nonlocal lost
         sent = time.monotonic()
         body = {"user_id": user_id, "factor": channel.name}
-        async with session.post("/v1/challenges", json=body) as answer:
-            created = await answer.json()
+        try:
+            async with session.post("/v1/challenges", json=body) as answer:
+                created = await answer.json()
+        except (aiohttp.ClientError, TimeoutError):
+            lost += 1  # counted, not fatal: a busy API may drop a connection
+            return
         if answer.status != 201:
             lost += 1
             return
