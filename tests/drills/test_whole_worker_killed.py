@@ -84,7 +84,7 @@ def test_a_whole_worker_killed_mid_burst_loses_no_sms_and_sends_none_twice(  # n
 
     print(
         f"\n[{broker}] {CHALLENGES} challenges; {begun} sends had reached the provider at the "
-        f"kill; afterwards {outcomes['sent']} sent (exactly one SMS each), "
+        f"kill; in all {outcomes['sent']} sent (exactly one SMS each), "
         f"{outcomes['failed']} failed as interrupted; all settled {settled_in:.1f} s after "
         f"the kill"
     )
