@@ -24,10 +24,23 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+        length = next((v for n, v in scope.get("headers", ()) if n == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _too_large(send, self.max_bytes)
+            return
+        if length is None:
+            # No length announced (`Transfer-Encoding: chunked`): read the stream here, up to
+            # the limit. Counting inside the app is not enough, because FastAPI turns any error
+            # while reading the body into "not valid JSON". Past the limit nothing is parsed.
+            buffered = await _read_at_most(receive, self.max_bytes)
+            if buffered is None:
                 await _too_large(send, self.max_bytes)
                 return
+            receive = _replay(buffered, receive)
+        await self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app, refusing a body that grows past the limit while it is read."""
         received = 0
         started = False
 
@@ -50,6 +63,33 @@ class BodyLimitMiddleware:
         except BodyTooLargeError:
             if not started:
                 await _too_large(send, self.max_bytes)
+
+
+async def _read_at_most(receive: Receive, limit: int) -> Message | None:
+    """The whole body as one message, or None once it passes `limit` (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return message  # the client went away: let the app see it
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """`receive` that answers the buffered body once, then the connection's own messages."""
+    pending = [first]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 async def _too_large(send: Send, limit: int) -> None:

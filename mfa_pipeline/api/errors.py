@@ -13,10 +13,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mfa_pipeline.adapters.crypto import SecretDecryptError
 from mfa_pipeline.domain import errors as e
+from mfa_pipeline.domain.codes import MALFORMED_CODE_MESSAGE
 from mfa_pipeline.domain.sms_spend import SmsUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from fastapi import FastAPI, Request
 
@@ -77,7 +78,7 @@ def status_for(exc: e.MfaError) -> int:
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.MfaError)  # noqa: S101 - registered for MfaError only
     headers: dict[str, str] = {}
-    if isinstance(exc, e.RateLimitedError | SmsUnavailableError):
+    if isinstance(exc, e.RateLimitedError | e.TooManyResendsError | SmsUnavailableError):
         headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, e.UnavailableError):
         headers["Retry-After"] = "1"
@@ -93,8 +94,20 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     field = ".".join(location) or "body"
     if first.get("type") == "json_invalid":
         return error_response(422, "invalid_request", "The body is not valid JSON.", field="body")
+    if _is_malformed_code(exc.errors()):
+        # A code sent as a JSON number, or far too long, is a malformed code like `12a456`:
+        # the contract's 400 invalid_code, and it costs no attempt (nothing was looked up).
+        return error_response(400, "invalid_code", MALFORMED_CODE_MESSAGE)
     message = str(first.get("msg", "Invalid request."))
     return error_response(422, "invalid_request", f"{field}: {message}", field=field)
+
+
+def _is_malformed_code(errors: Sequence[Any]) -> bool:
+    """True when the body's `code` is present but not a string of a sane length."""
+    return any(
+        tuple(error.get("loc", ())) == ("body", "code") and error.get("type") != "missing"
+        for error in errors
+    )
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -9,8 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mfa_pipeline.domain.challenges import RequestedFactor
 
-# Ids end up inside Redis keys and log lines: a closed alphabet keeps both safe.
-ID_PATTERN = r"^[A-Za-z0-9._@+:\-]{1,255}$"
+# Ids end up inside Redis keys and log lines: a closed alphabet keeps both safe. They are also
+# URL path segments, so `.` and `..` (dot-segments, RFC 3986 §5.2.4, removed by clients and
+# proxies) are refused: such a user could never be addressed again. Written without lookahead
+# so that every engine (pydantic's Rust regex, schemathesis) reads it alike.
+_ID_CHAR = r"[A-Za-z0-9._@+:\-]"
+_NOT_DOT = r"[A-Za-z0-9_@+:\-]"
+ID_PATTERN = rf"^(?:{_ID_CHAR}{{3,255}}|{_NOT_DOT}{_ID_CHAR}?|\.{_NOT_DOT})$"
+# Integers reach SQL columns (64-bit signed): anything larger would overflow the driver.
+MAX_SQL_INT = 2**63 - 1
 UserId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Code = Annotated[str, StringConstraints(max_length=32)]
 

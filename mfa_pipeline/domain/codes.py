@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from mfa_pipeline.domain.errors import InvalidCodeError
 
 CODE_DIGITS = 6
-_SEPARATORS = (" ", "-")
+# The contract's three forms only: `123456`, `123 456`, `123-456` (ASCII digits, one separator
+# in the middle). `1-2-3-4-5-6` or `-123456` are typing accidents or probes, never codes.
+_CODE_FORM = re.compile(r"([0-9]{3})[ -]?([0-9]{3})", re.ASCII)
+MALFORMED_CODE_MESSAGE = "The code must be 6 digits, with at most one space or dash in the middle."
 
 
 def normalize_code(raw: object) -> str:
     """Return the 6 ASCII digits of a typed code, or raise `InvalidCodeError`.
 
-    Spaces and dashes are allowed between digits (`123 456`, `123-456`); anything else,
-    including non-ASCII digits such as Arabic-Indic or full-width ones, is refused here so
-    that it never counts as an attempt.
+    One space or one dash is allowed in the middle (`123 456`, `123-456`), and surrounding
+    whitespace is ignored; anything else, including non-ASCII digits such as Arabic-Indic or
+    full-width ones and other separator placements, is refused here so that it never counts as
+    an attempt.
     """
     if not isinstance(raw, str):
-        raise InvalidCodeError("The code must be a string of 6 digits.")
-    compact = raw.strip()
-    for separator in _SEPARATORS:
-        compact = compact.replace(separator, "")
-    if len(compact) != CODE_DIGITS or not all("0" <= c <= "9" for c in compact):
-        raise InvalidCodeError("The code must be 6 digits (spaces or a dash are allowed).")
-    return compact
+        raise InvalidCodeError(MALFORMED_CODE_MESSAGE)
+    match = _CODE_FORM.fullmatch(raw.strip())
+    if match is None:
+        raise InvalidCodeError(MALFORMED_CODE_MESSAGE)
+    return match.group(1) + match.group(2)
 
 
 def generate_code() -> str:

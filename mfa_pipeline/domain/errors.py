@@ -82,7 +82,13 @@ class UnauthenticatedError(MfaError):
 
 
 class TooManyResendsError(MfaError):
+    """No more codes for this challenge; `retry_after`: when it expires (a new login works now)."""
+
     code = "too_many_resends"
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = max(1, retry_after)
 
 
 class FactorExistsError(MfaError):

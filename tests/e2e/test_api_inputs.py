@@ -62,9 +62,22 @@ def test_a_field_of_the_wrong_type_names_the_field(
     api: httpx.Client, totp_challenge: tuple[str, pyotp.TOTP]
 ) -> None:
     challenge_id, _ = totp_challenge
-    answer = api.post(f"/v1/challenges/{challenge_id}/verify", json={"code": 123456})
+    answer = api.post(
+        f"/v1/challenges/{challenge_id}/verify",
+        json={"code": "123456", "remember_device": {"yes": 1}},
+    )
     assert answer.status_code == 422
-    assert error_of(answer)["field"] == "code"
+    assert error_of(answer)["field"] == "remember_device"
+    assert api.get(f"/v1/challenges/{challenge_id}").json()["attempts_remaining"] == 5
+
+
+def test_a_code_sent_as_a_number_is_an_invalid_code_and_uses_no_attempt(
+    api: httpx.Client, totp_challenge: tuple[str, pyotp.TOTP]
+) -> None:
+    challenge_id, _ = totp_challenge
+    answer = api.post(f"/v1/challenges/{challenge_id}/verify", json={"code": 123456})
+    assert answer.status_code == 400
+    assert error_of(answer)["code"] == "invalid_code"
     assert api.get(f"/v1/challenges/{challenge_id}").json()["attempts_remaining"] == 5
 
 

@@ -37,6 +37,13 @@ def test_a_typed_code_with_separators_normalizes_to_six_digits(typed: str) -> No
         "123_456",
         "123.456",
         "123\t456",
+        "1-2-3-4-5-6",  # separators anywhere but the middle: not a form of the contract
+        "-123456",
+        "123456-",
+        "123--456",
+        "123 - 456",
+        "12-3456",
+        "1 2 3 4 5 6",
     ],
 )
 def test_a_code_of_the_wrong_shape_is_refused(typed: str) -> None:

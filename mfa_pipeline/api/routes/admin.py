@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
-from mfa_pipeline.api.schemas import ID_PATTERN, ErrorOut, iso
+from mfa_pipeline.api.schemas import ID_PATTERN, MAX_SQL_INT, ErrorOut, iso
 from mfa_pipeline.domain.audit import AuditEvent
 from mfa_pipeline.domain.challenges import RequestContext
 from mfa_pipeline.domain.errors import NotFoundError
@@ -110,7 +110,9 @@ def user_audit(
     c: ContainerDep,
     _: ApplicationDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="An `id` from the previous page")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_SQL_INT, description="An `id` from the previous page")
+    ] = None,
 ) -> AuditPageOut:
     """The user's MFA events, newest first. Rows never hold a code, secret or phone number."""
     if c.factors.get_user(user_id) is None:
