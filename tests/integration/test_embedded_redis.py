@@ -8,6 +8,7 @@ default setup forgets every pending challenge.
 from __future__ import annotations
 
 import shutil
+import stat
 from typing import TYPE_CHECKING
 
 import pytest
@@ -62,3 +63,30 @@ def test_a_throwaway_server_keeps_nothing(tmp_path: Path, binary: str) -> None:
     save, value = write_then_restart(EmbeddedRedis(tmp_path, persist=False, binary=binary))
     assert save == ""
     assert value is None
+
+
+def test_the_snapshot_and_its_directory_are_private_to_the_owner(
+    tmp_path: Path, binary: str
+) -> None:
+    """dump.rdb holds challenges and limits: no other local user may read it (issue 12, #8)."""
+    server = EmbeddedRedis(tmp_path, persist=True, binary=binary)
+    write_then_restart(server)
+    snapshot = tmp_path / "redis" / "dump.rdb"
+    assert stat.S_IMODE(snapshot.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "redis").stat().st_mode) == 0o700
+
+
+def test_a_snapshot_and_directory_left_readable_by_an_earlier_version_are_made_private(
+    tmp_path: Path, binary: str
+) -> None:
+    server = EmbeddedRedis(tmp_path, persist=True, binary=binary)
+    write_then_restart(server)
+    snapshot = tmp_path / "redis" / "dump.rdb"
+    snapshot.chmod(0o644)
+    (tmp_path / "redis").chmod(0o755)
+    server.start()
+    try:  # read while it runs: the save on shutdown would rewrite the file anyway
+        assert stat.S_IMODE(snapshot.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "redis").stat().st_mode) == 0o700
+    finally:
+        server.stop()
