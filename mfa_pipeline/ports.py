@@ -530,15 +530,25 @@ class SmsSpendGuard(abc.ABC):
     """SMS pumping and bombing limits shared by every process (`domain/sms_spend.py`)."""
 
     @abc.abstractmethod
-    def admit(self, destination: SmsDestination, *, ticket: str, now: float) -> SmsAdmission:
-        """Count one SMS to `destination` if every window and the breaker allow it, else none.
+    def admit(
+        self,
+        destination: SmsDestination,
+        *,
+        ticket: str,
+        now: float,
+        application: str | None = None,
+    ) -> SmsAdmission:
+        """Count one SMS to `destination` if every window and breaker allow it, else none.
 
-        Refused while the breaker is open; a send that would exceed the deployment's SMS per
-        minute opens it for the cooldown. A refused send is not counted anywhere.
+        Refused while the breaker of this application to this country, or the global one, is
+        open; a send past a breaker's SMS per minute opens it (the scoped one first) for the
+        cooldown. A refused send is not counted anywhere.
         """
 
     @abc.abstractmethod
-    def refund(self, destination: SmsDestination, *, ticket: str) -> None:
+    def refund(
+        self, destination: SmsDestination, *, ticket: str, application: str | None = None
+    ) -> None:
         """Uncount an admitted send that did not happen after all (e.g. a refused resend)."""
 
 

@@ -67,6 +67,7 @@ class AesGcmSecretBox(SecretBox):
         if not keys:
             raise ValueError("at least one encryption key is needed")
         self._keys = [(key_id(k), AESGCM(k)) for k in keys]
+        self._first_key = keys[0]
         self._by_id = dict(self._keys)
         self._code_keys = [
             HKDF(
@@ -106,6 +107,15 @@ class AesGcmSecretBox(SecretBox):
         if rest.partition(".")[0] == self.primary_key_id:
             return None
         return self.encrypt(self.decrypt(ciphertext, context=context), context=context)
+
+    def derive_key(self, label: bytes) -> bytes:
+        """A key of its own for `label` (HKDF of the first encryption key), e.g. to key hashes.
+
+        Derived from the first key only: after a rotation, what it keyed is keyed anew.
+        """
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(
+            self._first_key
+        )
 
     def code_keys(self) -> list[bytes]:
         return list(self._code_keys)

@@ -60,11 +60,19 @@ PREFIX_DIGITS = 6
 
 
 def sms_destination(e164: str) -> SmsDestination:
-    """The number, its block and its country, for the SMS pumping limits."""
+    """The number, its block and its country, for the SMS pumping limits.
+
+    Non-geographic numbers (satellite +881, international networks +882/+883, ...) have no
+    region (`phonenumbers` says "001" for all of them): each calling code is its own country
+    here, so they never share one bucket.
+    """
     parsed = phonenumbers.parse(e164, None)
     national = str(parsed.national_number)
+    non_geographic = parsed.country_code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS
+    region = phonenumbers.region_code_for_number(parsed)
     return SmsDestination(
         number=e164,
         prefix=f"+{parsed.country_code}{national[:PREFIX_DIGITS]}",
-        country=phonenumbers.region_code_for_number(parsed) or f"+{parsed.country_code}",
+        country=f"+{parsed.country_code}" if non_geographic or not region else region,
+        non_geographic=non_geographic,
     )

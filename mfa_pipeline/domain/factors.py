@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from mfa_pipeline.domain.challenges import FactorType
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class FactorStatus(StrEnum):
@@ -57,3 +61,22 @@ def masked_phone(last2: str | None) -> str | None:
 
 # The order `auto` tries factors in (contract: push, else TOTP, else SMS).
 AUTO_PREFERENCE = (FactorType.PUSH, FactorType.TOTP, FactorType.SMS)
+
+
+# Pending SMS numbers per user. Each enrollment texts its number, so without a bound one account
+# could keep texting new phones; the newest few stay confirmable, older ones are dropped.
+MAX_PENDING_SMS_FACTORS = 3
+
+
+def pending_sms_beyond_limit(
+    factors: Iterable[Factor], *, newest: str, keep: int = MAX_PENDING_SMS_FACTORS
+) -> list[Factor]:
+    """The pending SMS factors to drop so that only the newest `keep` remain (oldest first).
+
+    `newest` (the factor just enrolled) is always kept, even when created in the same instant.
+    """
+    pending = sorted(
+        (f for f in factors if f.type is FactorType.SMS and f.status is FactorStatus.PENDING),
+        key=lambda f: (f.factor_id == newest, f.created_at, f.factor_id),
+    )
+    return pending[: max(0, len(pending) - keep)]

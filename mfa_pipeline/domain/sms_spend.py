@@ -3,8 +3,9 @@
 An attacker who can make us text numbers of their choosing earns a share of what premium-range
 numbers cost us, or floods one victim's phone. The limits count SMS per destination number,
 per number prefix (a block of consecutive numbers, the shape premium ranges are leased in) and
-per country, over sliding windows; a deployment-wide circuit breaker caps the SMS per minute
-whatever the destinations.
+per country, over sliding windows. Circuit breakers cap the SMS per minute of one application
+to one destination country, with a deployment-wide breaker (a higher cap) as the last resort:
+a surge pauses what it came through, not every SMS of every application.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mfa_pipeline.domain.errors import MfaError
 if TYPE_CHECKING:
     from mfa_pipeline.domain.limits import RateLimit
 
-# The global breaker's window: its setting reads "SMS per minute".
+# The breakers' window: their settings read "SMS per minute".
 BREAKER_WINDOW_SECONDS = 60
 
 
@@ -31,13 +32,22 @@ class SmsLimitScope(StrEnum):
     CIRCUIT = "sms_circuit"
 
 
+class SmsBreaker(StrEnum):
+    """Which circuit breaker is open: one application's to one country, or the global one."""
+
+    SCOPED = "application_country"
+    GLOBAL = "global"
+
+
 @dataclass(frozen=True, slots=True)
 class SmsSpendLimits:
     per_number: RateLimit
     per_prefix: RateLimit
     per_country: RateLimit
-    # Deployment-wide SMS per minute before the breaker opens, and how long it stays open.
+    # Deployment-wide SMS per minute before the global breaker opens; SMS per minute of one
+    # application to one country before that pair's breaker opens; how long either stays open.
     breaker_per_minute: int
+    breaker_scoped_per_minute: int
     breaker_cooldown_seconds: int
 
 
@@ -48,6 +58,8 @@ class SmsDestination:
     number: str
     prefix: str
     country: str
+    # Satellite and other networks without a country (+881, +882, ...): toll-fraud favourites.
+    non_geographic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +76,11 @@ class SmsAdmission:
     scope: SmsLimitScope | None = None
     retry_after: float = 0.0
     opened: bool = False
+    breaker: SmsBreaker | None = None  # with scope CIRCUIT: which breaker
 
 
 class SmsUnavailableError(MfaError):
-    """SMS are paused deployment-wide: the spend circuit breaker is open (503, Retry-After)."""
+    """SMS are paused by an open circuit breaker (503, Retry-After; `breaker` says which)."""
 
     code = "sms_unavailable"
 

@@ -119,8 +119,15 @@ class RateLimits:
             )
 
     def on_create(
-        self, user_id: str, ip: str | None, now: float, *, verifying: bool = False
+        self,
+        user_id: str,
+        ip: str | None,
+        now: float,
+        *,
+        verifying: bool = False,
+        what: str = "login attempts",
     ) -> None:
+        """Count one new challenge; `what` names it in the refusal (a login, an enrollment)."""
         rules = self._rules
         # Short key prefixes: one counter per user and per address lives in the store.
         hits = [_Hit("challenges_per_user", f"cu:{user_id}", rules.challenges_per_user)]
@@ -128,7 +135,7 @@ class RateLimits:
             hits.append(_Hit("challenges_per_ip", f"ci:{ip}", rules.challenges_per_ip))
         if verifying:
             hits += self._verify_hits(user_id, ip)
-        self._check(hits, now, "login attempts")
+        self._check(hits, now, what)
 
     def on_verify(self, user_id: str, ip: str | None, now: float) -> None:
         self._check(self._verify_hits(user_id, ip), now, "code attempts")
@@ -216,7 +223,7 @@ class ChallengeService:
             challenge = self._admit_push(challenge, factors, factor, context, now)
         if challenge.factor is FactorType.SMS and self.sms_gate is not None:
             sms_factor = next(f for f in factors if f.factor_id == challenge.factor_id)
-            self.sms_gate.admit_factor(sms_factor)
+            self.sms_gate.admit_factor(sms_factor, application=context.application)
         if normalized is not None:
             check = functools.partial(self._verifier.check_totp, None, chosen, normalized, now=now)
             return self._issue_checked(challenge, check, now)
@@ -610,7 +617,8 @@ class ChallengeService:
             )
         if result.transition is Transition.EXHAUSTED:
             raise TooManyResendsError(
-                f"At most {self._rules.max_resends} new codes per login; start a new login."
+                f"At most {self._rules.max_resends} new codes per login; start a new login.",
+                retry_after=math.ceil(challenge.expires_at - now),
             )
         raise_for_blocked(result)
         self._publisher.publish(
@@ -642,4 +650,4 @@ class ChallengeService:
         factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
         if factor is None:
             raise FactorNotEnrolledError("The challenge's factor was removed.")
-        return self.sms_gate.admit_factor(factor)
+        return self.sms_gate.admit_factor(factor, application=challenge.context.application)

@@ -17,7 +17,7 @@ from mfa_pipeline.domain.errors import (
     FactorStateError,
     NotFoundError,
 )
-from mfa_pipeline.domain.factors import Factor, FactorStatus, User
+from mfa_pipeline.domain.factors import Factor, FactorStatus, User, pending_sms_beyond_limit
 from mfa_pipeline.domain.totp import generate_secret, provisioning_uri
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, phone_context, totp_context
@@ -186,9 +186,13 @@ class EnrollmentService:
         context = context or RequestContext()
         # Limits first (a refusal stores nothing), then the factor is committed before its
         # challenge is queued: the worker must find it.
-        self._challenges.limits.on_create(user_id, context.ip, self._clock.now())
+        self._challenges.limits.on_create(
+            user_id, context.ip, self._clock.now(), what="new text-message numbers for this user"
+        )
         if self._challenges.sms_gate is not None:
-            self._challenges.sms_gate.admit_number(number.e164, user_id=user_id)
+            self._challenges.sms_gate.admit_number(
+                number.e164, user_id=user_id, application=context.application
+            )
         self._factors.add_factor(factor)
         challenge = self._challenges.issue_for_enrollment(
             factor, context=context, idempotency=idempotency
@@ -196,6 +200,7 @@ class EnrollmentService:
         self._factors.set_pending_challenge(user_id, factor.factor_id, challenge.challenge_id)
         log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="sms")
         self._audit(audit.FACTOR_ENROLLED, factor, context)
+        self._drop_old_pending_sms(user_id, factor.factor_id, context)
         return SmsEnrollment(factor=factor, phone=number, challenge_id=challenge.challenge_id)
 
     def sms_enrollment_of(self, *, user_id: str, challenge_id: str) -> SmsEnrollment:
@@ -216,6 +221,20 @@ class EnrollmentService:
         return SmsEnrollment(
             factor=factor, phone=parse_phone(phone, factor.phone_region), challenge_id=challenge_id
         )
+
+    def _drop_old_pending_sms(self, user_id: str, newest: str, context: RequestContext) -> None:
+        """Keep the newest few unconfirmed numbers; the dropped ones can no longer be activated.
+
+        Trimmed after the new factor is stored, so concurrent enrollments converge on the same
+        newest few rather than each seeing room for one more.
+        """
+        factors = self._factors.list_factors(user_id)
+        for stale in pending_sms_beyond_limit(factors, newest=newest):
+            if self._factors.delete_factor(user_id, stale.factor_id):
+                log.info(
+                    "factor_removed", user_id=user_id, factor_id=stale.factor_id, reason="replaced"
+                )
+                self._audit(audit.FACTOR_REMOVED, stale, context)
 
     def activate(
         self,

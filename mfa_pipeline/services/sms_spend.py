@@ -16,7 +16,7 @@ import structlog
 
 from mfa_pipeline.adapters.phonenumbers_parser import sms_destination
 from mfa_pipeline.domain.errors import InvalidPhoneError, RateLimitedError
-from mfa_pipeline.domain.sms_spend import SmsLimitScope, SmsUnavailableError
+from mfa_pipeline.domain.sms_spend import SmsBreaker, SmsLimitScope, SmsUnavailableError
 from mfa_pipeline.services.verification import phone_context
 
 if TYPE_CHECKING:
@@ -33,6 +33,10 @@ _MESSAGES = {
     SmsLimitScope.PREFIX: "Too many text messages were sent to numbers like this one recently",
     SmsLimitScope.COUNTRY: "Too many text messages were sent to this country recently",
 }
+_PAUSED = {
+    SmsBreaker.SCOPED: "Text messages to numbers in this country are paused",
+    SmsBreaker.GLOBAL: "Text messages are paused",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,7 @@ class SmsTicket:
 
     destination: SmsDestination
     ticket: str
+    application: str | None = None
 
 
 class SmsSendGate:
@@ -53,6 +58,7 @@ class SmsSendGate:
         limits: SmsSpendLimits,
         allowed_regions: Iterable[str] = (),
         denied_regions: Iterable[str] = (),
+        allow_non_geographic: bool = False,
     ) -> None:
         self._guard = guard
         self._secrets = secrets_box
@@ -60,19 +66,33 @@ class SmsSendGate:
         self._limits = limits
         self._allowed = frozenset(r.strip().upper() for r in allowed_regions if r.strip())
         self._denied = frozenset(r.strip().upper() for r in denied_regions if r.strip())
+        self._allow_non_geographic = allow_non_geographic
 
-    def admit_factor(self, factor: Factor) -> SmsTicket:
+    def admit_factor(self, factor: Factor, *, application: str | None) -> SmsTicket:
         """Admit one SMS to an enrolled factor's number (decrypted here, for the limits only)."""
         number = self._secrets.decrypt(factor.phone_ciphertext or "", context=phone_context(factor))
-        return self.admit_number(number, user_id=factor.user_id)
+        return self.admit_number(number, user_id=factor.user_id, application=application)
 
-    def admit_number(self, e164: str, *, user_id: str) -> SmsTicket:
+    def admit_number(self, e164: str, *, user_id: str, application: str | None) -> SmsTicket:
         """Admit one SMS to `e164`, or raise the error the login backend should show.
 
         The region lists apply here too, not only at enrollment: a country denied after a
         pumping attack stops receiving codes at once, enrolled numbers included.
         """
         destination = sms_destination(e164)
+        if destination.non_geographic and not self._allow_non_geographic:
+            log.warning(
+                "sms_limited",
+                user_id=user_id,
+                limit="sms_non_geographic",
+                country=destination.country,
+            )
+            raise InvalidPhoneError(
+                "We do not send text messages to satellite or other non-geographic numbers "
+                "(calling codes such as +881 and +882); use a mobile number of a country or "
+                "another method such as an authenticator app.",
+                reason="non_geographic",
+            )
         if destination.country in self._denied or (
             self._allowed and destination.country not in self._allowed
         ):
@@ -85,24 +105,34 @@ class SmsSendGate:
                 region=destination.country,
             )
         ticket = secrets.token_hex(8)
-        admission = self._guard.admit(destination, ticket=ticket, now=self._clock.now())
+        admission = self._guard.admit(
+            destination, ticket=ticket, now=self._clock.now(), application=application
+        )
         if admission.allowed:
-            return SmsTicket(destination, ticket)
+            return SmsTicket(destination, ticket, application)
         wait = math.ceil(admission.retry_after)
         if admission.scope is SmsLimitScope.CIRCUIT:
+            breaker = admission.breaker or SmsBreaker.GLOBAL
             if admission.opened:
                 # The alert: once per opening across every process (the store says who opened).
                 log.error(
                     "sms_circuit_open",
                     outcome="alert",
-                    breaker_per_minute=self._limits.breaker_per_minute,
+                    breaker=breaker.value,
+                    application=application,
+                    breaker_per_minute=(
+                        self._limits.breaker_per_minute
+                        if breaker is SmsBreaker.GLOBAL
+                        else self._limits.breaker_scoped_per_minute
+                    ),
                     cooldown_seconds=self._limits.breaker_cooldown_seconds,
                     country=destination.country,
                 )
             raise SmsUnavailableError(
-                "Text messages are paused for a few minutes because of unusual volume; "
+                f"{_PAUSED[breaker]} for a few minutes because of unusual volume; "
                 "use another method or try again later.",
                 retry_after=wait,
+                breaker=breaker.value,
             )
         scope = admission.scope or SmsLimitScope.NUMBER
         log.warning("sms_limited", user_id=user_id, limit=scope.value, country=destination.country)
@@ -113,4 +143,4 @@ class SmsSendGate:
         )
 
     def refund(self, ticket: SmsTicket) -> None:
-        self._guard.refund(ticket.destination, ticket=ticket.ticket)
+        self._guard.refund(ticket.destination, ticket=ticket.ticket, application=ticket.application)

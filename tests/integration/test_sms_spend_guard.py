@@ -15,7 +15,12 @@ from redis.crc import key_slot
 from mfa_pipeline.adapters.phonenumbers_parser import sms_destination
 from mfa_pipeline.adapters.sms_spend import InMemorySmsSpendGuard, RedisSmsSpendGuard
 from mfa_pipeline.domain.limits import RateLimit
-from mfa_pipeline.domain.sms_spend import SmsDestination, SmsLimitScope, SmsSpendLimits
+from mfa_pipeline.domain.sms_spend import (
+    SmsBreaker,
+    SmsDestination,
+    SmsLimitScope,
+    SmsSpendLimits,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,11 +30,13 @@ if TYPE_CHECKING:
     from mfa_pipeline.ports import SmsSpendGuard
 
 T0 = 1_700_000_000.0
+HASH_KEY = b"h" * 32
 LIMITS = SmsSpendLimits(
     per_number=RateLimit(3, 3600),
     per_prefix=RateLimit(5, 3600),
     per_country=RateLimit(8, 3600),
     breaker_per_minute=10,
+    breaker_scoped_per_minute=1000,
     breaker_cooldown_seconds=300,
 )
 
@@ -40,7 +47,9 @@ def make_guard(request: pytest.FixtureRequest) -> Callable[[SmsSpendLimits], Sms
         return lambda limits: InMemorySmsSpendGuard(limits=limits)
     client: redis.Redis = request.getfixturevalue("redis_client")
     prefix: str = request.getfixturevalue("key_prefix")
-    return lambda limits: RedisSmsSpendGuard(client, prefix=prefix, limits=limits)
+    return lambda limits: RedisSmsSpendGuard(
+        client, prefix=prefix, limits=limits, hash_key=HASH_KEY
+    )
 
 
 def us(number: int) -> SmsDestination:
@@ -131,6 +140,7 @@ def test_the_breaker_opens_once_refuses_everything_for_the_cooldown_then_closes(
         per_prefix=RateLimit(100, 3600),
         per_country=RateLimit(100, 3600),
         breaker_per_minute=4,
+        breaker_scoped_per_minute=1000,
         breaker_cooldown_seconds=300,
     )
     guard = make_guard(limits)
@@ -152,8 +162,8 @@ def test_the_breaker_opens_once_refuses_everything_for_the_cooldown_then_closes(
 def test_redis_guard_keys_share_one_cluster_slot(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    guard = RedisSmsSpendGuard(redis_client, prefix=key_prefix, limits=LIMITS)
-    keys = [*guard.keys.windows(us(1)), guard.keys.breaker]
+    guard = RedisSmsSpendGuard(redis_client, prefix=key_prefix, limits=LIMITS, hash_key=HASH_KEY)
+    keys = [*guard.keys.windows(us(1)), *guard.keys.breakers(us(1), "manage")]
     assert len({key_slot(k.encode()) for k in keys}) == 1
     assert all(k.startswith(key_prefix) for k in keys)
 
@@ -161,7 +171,7 @@ def test_redis_guard_keys_share_one_cluster_slot(
 def test_racing_processes_never_admit_more_than_the_limit(
     redis_client: redis.Redis, key_prefix: str
 ) -> None:
-    guard = RedisSmsSpendGuard(redis_client, prefix=key_prefix, limits=LIMITS)
+    guard = RedisSmsSpendGuard(redis_client, prefix=key_prefix, limits=LIMITS, hash_key=HASH_KEY)
     dest = us(321)
     wins: list[bool] = []
     lock = threading.Lock()
@@ -178,3 +188,78 @@ def test_racing_processes_never_admit_more_than_the_limit(
         t.join(10)
     assert wins.count(True) == LIMITS.per_number.count
     assert len(wins) == 24
+
+
+SCOPED = SmsSpendLimits(
+    per_number=RateLimit(100, 3600),
+    per_prefix=RateLimit(100, 3600),
+    per_country=RateLimit(100, 3600),
+    breaker_per_minute=7,
+    breaker_scoped_per_minute=3,
+    breaker_cooldown_seconds=300,
+)
+UK = "+447400123456"
+
+
+def test_a_surge_of_one_application_to_one_country_opens_only_that_pairs_breaker(
+    make_guard: Callable[[SmsSpendLimits], SmsSpendGuard],
+) -> None:
+    guard = make_guard(SCOPED)
+    for i in range(3):
+        assert guard.admit(us(i), ticket=f"m{i}", now=T0, application="manage").allowed
+    tripping = guard.admit(us(3), ticket="m3", now=T0, application="manage")
+    assert (tripping.allowed, tripping.scope, tripping.breaker, tripping.opened) == (
+        False,
+        SmsLimitScope.CIRCUIT,
+        SmsBreaker.SCOPED,
+        True,
+    )
+    assert tripping.retry_after == pytest.approx(300)
+    assert guard.admit(us(4), ticket="g0", now=T0 + 1, application="grow").allowed
+    assert guard.admit(sms_destination(UK), ticket="m4", now=T0 + 1, application="manage").allowed
+    still = guard.admit(us(5), ticket="m5", now=T0 + 100, application="manage")
+    assert (still.allowed, still.breaker, still.opened) == (False, SmsBreaker.SCOPED, False)
+    assert still.retry_after == pytest.approx(200, abs=0.01)
+    assert guard.admit(us(6), ticket="m6", now=T0 + 301, application="manage").allowed
+
+
+def test_the_global_breaker_is_the_last_resort_for_a_surge_spread_over_applications(
+    make_guard: Callable[[SmsSpendLimits], SmsSpendGuard],
+) -> None:
+    guard = make_guard(SCOPED)
+    spread = [("manage", us(i)) for i in range(3)] + [("grow", us(10 + i)) for i in range(3)]
+    spread.append(("manage", sms_destination(UK)))
+    for i, (application, dest) in enumerate(spread):
+        assert guard.admit(dest, ticket=f"s{i}", now=T0, application=application).allowed
+    tripping = guard.admit(sms_destination("+33612345678"), ticket="s7", now=T0, application="grow")
+    assert (tripping.allowed, tripping.breaker, tripping.opened) == (
+        False,
+        SmsBreaker.GLOBAL,
+        True,
+    )
+    other = guard.admit(sms_destination("+4915112345678"), ticket="s8", now=T0, application="x")
+    assert (other.allowed, other.breaker) == (False, SmsBreaker.GLOBAL)
+
+
+def test_a_refund_gives_the_send_back_to_the_breakers_too(
+    make_guard: Callable[[SmsSpendLimits], SmsSpendGuard],
+) -> None:
+    guard = make_guard(SCOPED)
+    for i in range(3):
+        assert guard.admit(us(i), ticket=f"r{i}", now=T0, application="manage").allowed
+    guard.refund(us(2), ticket="r2", application="manage")
+    assert guard.admit(us(3), ticket="r3", now=T0, application="manage").allowed
+
+
+def test_redis_keys_hold_no_number_block_or_country_and_depend_on_the_key(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    guard = RedisSmsSpendGuard(redis_client, prefix=key_prefix, limits=LIMITS, hash_key=HASH_KEY)
+    dest = sms_destination("+12015550123")
+    assert guard.admit(dest, ticket="k1", now=T0, application="manage").allowed
+    keys = list(redis_client.scan_iter(f"{key_prefix}:*"))
+    assert len(keys) == 5  # number, block, country, the pair's breaker, the global breaker
+    for plain in ("2015550123", "201555", "US", "+1"):
+        assert not any(plain in k.removeprefix(key_prefix) for k in keys)
+    other = RedisSmsSpendGuard(redis_client, prefix=key_prefix, limits=LIMITS, hash_key=b"o" * 32)
+    assert set(other.keys.windows(dest)).isdisjoint(guard.keys.windows(dest))
