@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from mfa_pipeline.api.body_limit import BodyLimitMiddleware
+from mfa_pipeline.api.cpu_pool import CpuBoundPool
 from mfa_pipeline.api.deps import ApiKeys
 from mfa_pipeline.api.errors import install_error_handlers
 from mfa_pipeline.api.routes import (
@@ -44,6 +45,9 @@ def create_app(container: Container) -> FastAPI:
         channel_prefix=f"{container.settings.key_prefix}:ev:",
         metrics=container.metrics,
     )
+    cpu_pool = CpuBoundPool(
+        workers=container.settings.backup_code_workers, queue=container.settings.backup_code_queue
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -52,6 +56,7 @@ def create_app(container: Container) -> FastAPI:
             yield
         finally:
             await watcher.stop()
+            cpu_pool.close()
             container.auditor.flush()
 
     app = FastAPI(
@@ -64,6 +69,7 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     app.state.watcher = watcher
+    app.state.cpu_pool = cpu_pool
     app.state.api_keys = ApiKeys(container.api_keys)
     install_error_handlers(app)
     app.include_router(health.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,18 +21,20 @@ from mfa_pipeline.domain.backup_codes import (
     lookup_tag,
 )
 from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType
-from mfa_pipeline.domain.errors import NotFoundError, WrongCodeError
+from mfa_pipeline.domain.errors import NotFoundError, RateLimitedError, WrongCodeError
 from mfa_pipeline.services.verification import raise_for_blocked, raise_for_blocked_miss
 
 if TYPE_CHECKING:
     from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
     from mfa_pipeline.domain.challenges import Challenge, RequestContext
+    from mfa_pipeline.domain.limits import RateLimit
     from mfa_pipeline.ports import (
         AuditLog,
         BackupCodeRepository,
         ChallengeStore,
         Clock,
         FactorRepository,
+        RateLimiter,
         SecretBox,
     )
 
@@ -65,8 +68,12 @@ class BackupCodeService:
         audit: AuditLog,
         clock: Clock,
         hasher: Argon2CodeHasher,
+        limiter: RateLimiter,
+        sets_per_user: RateLimit,
     ) -> None:
         self._codes = codes
+        self._limiter = limiter
+        self._sets_per_user = sets_per_user
         self._factors = factors
         self._store = store
         self._secrets = secrets_box
@@ -83,6 +90,17 @@ class BackupCodeService:
         if self._factors.get_user(user_id) is None:
             raise NotFoundError("No such user.")
         now = self._clock.now()
+        # Each set costs ten argon2 hashes: a per-user window keeps one account from spending
+        # the deployment's CPU (and a refused call changes nothing: the current set stays).
+        wait = self._limiter.hit(f"bc:{user_id}", self._sets_per_user, now=now)
+        if wait > 0:
+            log.warning("rate_limited", user_id=user_id, limit="backup_code_sets_per_user")
+            raise RateLimitedError(
+                "Too many new sets of backup codes for this user; the current set still works. "
+                "Try again later.",
+                retry_after=math.ceil(wait),
+                limit="backup_code_sets_per_user",
+            )
         codes = generate_backup_codes(CODES_PER_SET)
         key = self._lookup_keys()[0]
         stored = [(lookup_tag(key, user_id, c), self._hasher.hash(c)) for c in codes]

@@ -30,6 +30,7 @@ from mfa_pipeline.domain.errors import (
     TooManyAttemptsError,
     WrongCodeError,
 )
+from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.services.backup_codes import BackupCodeService
 from mfa_pipeline.services.enrollment import EnrollmentService
 from mfa_pipeline.services.trusted_sessions import TrustedSessionService, token_digest
@@ -77,6 +78,8 @@ def kit() -> Kit:
         audit=audit,
         clock=base.clock,
         hasher=CHEAP,
+        limiter=base.limiter,
+        sets_per_user=RateLimit.parse("5/3600"),
     )
     trusted = TrustedSessionService(
         sessions=sessions, audit=audit, clock=base.clock, ttl_seconds=WEEK

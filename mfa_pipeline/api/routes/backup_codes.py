@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
+from mfa_pipeline.api.cpu_pool import CpuBoundPool
 from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
 from mfa_pipeline.api.schemas import ID_PATTERN, ErrorOut, iso
 from mfa_pipeline.services.backup_codes import BackupCodeSet
@@ -70,16 +72,26 @@ def text_file(codes: BackupCodeSet) -> str:
             "description": "The new codes: JSON, or a text file with `Accept: text/plain`.",
         },
         404: {"model": ErrorOut},
+        429: {"model": ErrorOut},
+        503: {"model": ErrorOut},
     },
 )
-def generate_backup_codes(
+async def generate_backup_codes(
     user_id: UserIdPath,
+    request: Request,
     c: ContainerDep,
     app: ApplicationDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> BackupCodesOut | PlainTextResponse:
-    """Ten new single-use codes, shown only in this answer; any earlier set stops working."""
-    codes = c.backup_code_service.generate(user_id=user_id, application=app)
+    """Ten new single-use codes, shown only in this answer; any earlier set stops working.
+
+    At most a few sets per user per hour (429); the hashing runs on a small pool of its own,
+    and when that is full the answer is 503 with Retry-After.
+    """
+    pool: CpuBoundPool = request.app.state.cpu_pool
+    codes = await pool.run(
+        functools.partial(c.backup_code_service.generate, user_id=user_id, application=app)
+    )
     if wants_text(accept):
         return PlainTextResponse(
             text_file(codes),
