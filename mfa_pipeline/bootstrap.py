@@ -20,7 +20,7 @@ from mfa_pipeline.adapters.redis_store import (
     RedisClient,
     RedisRateLimiter,
 )
-from mfa_pipeline.adapters.sms_spend import RedisSmsSpendGuard
+from mfa_pipeline.adapters.sms_spend import SMS_SPEND_KEY_LABEL, RedisSmsSpendGuard
 from mfa_pipeline.adapters.sql_account import (
     SqlAuditLog,
     SqlBackupCodeRepository,
@@ -147,6 +147,7 @@ def sms_spend_limits(settings: Settings) -> SmsSpendLimits:
         per_prefix=RateLimit.parse(settings.sms_limit_per_prefix),
         per_country=RateLimit.parse(settings.sms_limit_per_country),
         breaker_per_minute=settings.sms_breaker_per_minute,
+        breaker_scoped_per_minute=settings.sms_breaker_scoped_per_minute,
         breaker_cooldown_seconds=settings.sms_breaker_cooldown_seconds,
     )
 
@@ -303,6 +304,8 @@ def bootstrap(
         audit=audit_log,
         clock=clock,
         hasher=Argon2CodeHasher(),
+        limiter=limiter,
+        sets_per_user=RateLimit.parse(settings.limit_backup_code_sets_per_user),
     )
     trusted_session_service = TrustedSessionService(
         sessions=trusted_session_repo,
@@ -313,12 +316,18 @@ def bootstrap(
     push_guard = RedisPushGuard(client, prefix=settings.key_prefix)
     spend_limits = sms_spend_limits(settings)
     sms_gate = SmsSendGate(
-        guard=RedisSmsSpendGuard(client, prefix=settings.key_prefix, limits=spend_limits),
+        guard=RedisSmsSpendGuard(
+            client,
+            prefix=settings.key_prefix,
+            limits=spend_limits,
+            hash_key=box.derive_key(SMS_SPEND_KEY_LABEL),
+        ),
         secrets_box=box,
         clock=clock,
         limits=spend_limits,
         allowed_regions=settings.sms_allowed_regions,
         denied_regions=settings.sms_denied_regions,
+        allow_non_geographic=settings.sms_allow_non_geographic,
     )
     push_sender = push_sender or build_push_sender(settings)
     metrics = build_metrics(settings, client)

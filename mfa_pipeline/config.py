@@ -76,13 +76,19 @@ class Settings(BaseSettings):
     # ISO 3166 regions SMS enrollment accepts ("US,CA"); empty allows every region but denied.
     sms_allowed_regions: Annotated[list[str], NoDecode] = Field(default_factory=list)
     sms_denied_regions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Satellite and other non-geographic numbers (+881, +882, ...), a toll-fraud favourite:
+    # refused for SMS unless a deployment really has users on them.
+    sms_allow_non_geographic: bool = False
     # SMS pumping and bombing: sliding windows ("count/seconds") per destination number, per
     # number block (first 6 national digits) and per country, checked before any SMS is queued.
     sms_limit_per_number: str = "10/3600"
     sms_limit_per_prefix: str = "30/3600"
     sms_limit_per_country: str = "1000/3600"
-    # Deployment-wide circuit breaker: past this many SMS in a minute, SMS pause for the cooldown.
+    # Circuit breakers: past `scoped` SMS in a minute from one application to one country,
+    # that pair pauses for the cooldown; past `per_minute` deployment-wide, every SMS pauses
+    # (the last resort, for a surge spread over applications and countries).
     sms_breaker_per_minute: int = Field(default=300, ge=1)
+    sms_breaker_scoped_per_minute: int = Field(default=100, ge=1)
     sms_breaker_cooldown_seconds: int = Field(default=300, ge=1)
 
     sms_code_ttl_seconds: int = Field(default=600, ge=1)
@@ -115,6 +121,12 @@ class Settings(BaseSettings):
     limit_challenges_per_ip: str = "60/600"
     limit_verifications_per_user: str = "30/600"
     limit_verifications_per_ip: str = "120/600"
+    # New backup-code sets per user (each is ten argon2 hashes); a person needs one now and then.
+    limit_backup_code_sets_per_user: str = "5/3600"
+    # argon2 work of backup-code generation runs on at most this many threads, with at most
+    # `backup_code_queue` requests waiting; past that, 503 `unavailable` with Retry-After.
+    backup_code_workers: int = Field(default=1, ge=1, le=64)
+    backup_code_queue: int = Field(default=8, ge=0, le=1024)
 
     sms_max_retries: int = Field(default=5, ge=0)
     sms_retry_backoff_seconds: float = Field(default=2.0, ge=0)
