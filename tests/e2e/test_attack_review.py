@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import redis
 
     from mfa_pipeline.bootstrap import Container
-    from mfa_pipeline.clock import FrozenClock
+    from tests.doubles.clock import FrozenClock
     from tests.fakes.fake_twilio import FakeTwilio
     from tests.fixtures.pipeline import ApiServer
 
