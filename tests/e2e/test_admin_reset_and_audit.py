@@ -6,35 +6,24 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pyotp
 import pytest
 import sqlalchemy as sa
 
 from tests.e2e.test_login_flows import PHONE, PHONE_E164, enroll_sms, enroll_totp, last_code
-from tests.fixtures.pipeline import GROW_KEY, new_user_id, wait_until
+from tests.fixtures.pipeline import new_user_id, wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    import httpx
 
     from mfa_pipeline.bootstrap import Container
     from mfa_pipeline.config import Settings
     from tests.doubles.clock import FrozenClock
     from tests.fakes.fake_twilio import FakeTwilio
-    from tests.fixtures.pipeline import ApiServer
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 FIRM = "firm-reset"
-
-
-@pytest.fixture
-def grow(api_server: ApiServer) -> Iterator[httpx.Client]:
-    """An HTTP client of the `grow` application."""
-    with httpx.Client(
-        base_url=api_server.url, headers={"Authorization": f"Bearer {GROW_KEY}"}, timeout=35
-    ) as client:
-        yield client
 
 
 def make_user(api: httpx.Client, firm_id: str = FIRM) -> str:

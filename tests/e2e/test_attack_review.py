@@ -14,7 +14,7 @@ import pyotp
 import pytest
 
 from tests.e2e.test_login_flows import create_user, enroll_totp, last_code
-from tests.fixtures.pipeline import GROW_KEY, new_user_id
+from tests.fixtures.pipeline import new_user_id
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,15 +51,6 @@ def error_of(answer: httpx.Response) -> dict[str, Any]:
 
 def enroll_sms(api: httpx.Client, user_id: str, phone: str) -> httpx.Response:
     return api.post(f"/v1/users/{user_id}/factors/sms", json={"phone": phone})
-
-
-@pytest.fixture
-def grow(api_server: ApiServer) -> Iterator[httpx.Client]:
-    """An HTTP client of the `grow` application."""
-    with httpx.Client(
-        base_url=api_server.url, headers={"Authorization": f"Bearer {GROW_KEY}"}, timeout=35
-    ) as client:
-        yield client
 
 
 # --- 6: integers in queries and bodies are bounded -------------------------------------------

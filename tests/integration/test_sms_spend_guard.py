@@ -6,6 +6,7 @@ nowhere, a refund gives the send back, and the breaker opens once and says so on
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import TYPE_CHECKING
 
@@ -190,13 +191,13 @@ def test_racing_processes_never_admit_more_than_the_limit(
     assert len(wins) == 24
 
 
-SCOPED = SmsSpendLimits(
+SCOPED = dataclasses.replace(
+    LIMITS,
     per_number=RateLimit(100, 3600),
     per_prefix=RateLimit(100, 3600),
     per_country=RateLimit(100, 3600),
     breaker_per_minute=7,
     breaker_scoped_per_minute=3,
-    breaker_cooldown_seconds=300,
 )
 UK = "+447400123456"
 

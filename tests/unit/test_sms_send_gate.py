@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 
 import pytest
@@ -31,16 +32,22 @@ LIMITS = SmsSpendLimits(
 UK = "+447400123456"
 
 
-def make_gate(**regions: list[str]) -> tuple[SmsSendGate, AesGcmSecretBox, FrozenClock]:
+def make_gate(
+    *,
+    limits: SmsSpendLimits = LIMITS,
+    allow_non_geographic: bool = False,
+    **regions: list[str],
+) -> tuple[SmsSendGate, AesGcmSecretBox, FrozenClock]:
     box = AesGcmSecretBox(parse_keys([generate_key()]))
     clock = FrozenClock(1_700_000_000.0)
     gate = SmsSendGate(
-        guard=InMemorySmsSpendGuard(limits=LIMITS),
+        guard=InMemorySmsSpendGuard(limits=limits),
         secrets_box=box,
         clock=clock,
-        limits=LIMITS,
+        limits=limits,
         allowed_regions=regions.get("allowed", []),
         denied_regions=regions.get("denied", []),
+        allow_non_geographic=allow_non_geographic,
     )
     return gate, box, clock
 
@@ -129,22 +136,10 @@ def test_a_satellite_or_other_non_geographic_number_gets_no_codes_by_default(num
 
 
 def test_a_deployment_that_allows_non_geographic_numbers_counts_each_calling_code_apart() -> None:
-    box = AesGcmSecretBox(parse_keys([generate_key()]))
-    limits = SmsSpendLimits(
-        per_number=RateLimit(50, 3600),
-        per_prefix=RateLimit(50, 3600),
-        per_country=RateLimit(2, 3600),
-        breaker_per_minute=1000,
-        breaker_scoped_per_minute=1000,
-        breaker_cooldown_seconds=60,
+    limits = dataclasses.replace(
+        LIMITS, per_number=RateLimit(50, 3600), per_country=RateLimit(2, 3600)
     )
-    gate = SmsSendGate(
-        guard=InMemorySmsSpendGuard(limits=limits),
-        secrets_box=box,
-        clock=FrozenClock(1_700_000_000.0),
-        limits=limits,
-        allow_non_geographic=True,
-    )
+    gate, _, _ = make_gate(limits=limits, allow_non_geographic=True)
     for number in ("+881612345678", "+881612345679"):
         gate.admit_number(number, user_id="alice", application="manage")
     with pytest.raises(RateLimitedError) as full:
@@ -162,21 +157,10 @@ def test_non_geographic_calling_codes_are_separate_countries() -> None:
 
 
 def test_an_open_breaker_of_one_application_and_country_leaves_the_others_sending() -> None:
-    box = AesGcmSecretBox(parse_keys([generate_key()]))
-    limits = SmsSpendLimits(
-        per_number=RateLimit(50, 3600),
-        per_prefix=RateLimit(50, 3600),
-        per_country=RateLimit(50, 3600),
-        breaker_per_minute=1000,
-        breaker_scoped_per_minute=2,
-        breaker_cooldown_seconds=60,
+    limits = dataclasses.replace(
+        LIMITS, per_number=RateLimit(50, 3600), breaker_per_minute=1000, breaker_scoped_per_minute=2
     )
-    gate = SmsSendGate(
-        guard=InMemorySmsSpendGuard(limits=limits),
-        secrets_box=box,
-        clock=FrozenClock(1_700_000_000.0),
-        limits=limits,
-    )
+    gate, _, _ = make_gate(limits=limits)
     for n in range(2):
         gate.admit_number(f"+1201555{n:04d}", user_id="alice", application="manage")
     with capture_logs() as logs, pytest.raises(SmsUnavailableError) as paused:
