@@ -56,6 +56,7 @@ from mfa_pipeline.services.sms_spend import SmsSendGate
 from mfa_pipeline.services.sweeps import SweepService
 from mfa_pipeline.services.trusted_sessions import TrustedSessionService
 from mfa_pipeline.services.webhooks import ResultWebhooks
+from mfa_pipeline.tracing import instrument_redis
 
 if TYPE_CHECKING:
     from mfa_pipeline.ports import (
@@ -232,14 +233,14 @@ def build_redis_client(settings: Settings, url: str) -> RedisClient:
         "socket_timeout": 5,
     }
     if not settings.redis_cluster:
-        return redis.Redis.from_url(url, health_check_interval=30, **timeouts)
+        return instrument_redis(redis.Redis.from_url(url, health_check_interval=30, **timeouts))
     if settings.broker_url is None:
         raise ConfigurationError(
             "MFA_REDIS_CLUSTER=true needs MFA_BROKER_URL: Celery's Redis broker speaks to one "
             "Redis, not a cluster (use a separate Redis, or RabbitMQ)."
         )
     # Asks the node for the slot map at once; MOVED/ASK and failovers are followed afterwards.
-    return RedisCluster.from_url(url, **timeouts)
+    return instrument_redis(RedisCluster.from_url(url, **timeouts))
 
 
 def status_callback_url(settings: Settings) -> str | None:

@@ -22,7 +22,14 @@ import structlog
 if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["REDACTED", "SAFE_KEYS", "configure_logging", "get_logger", "redact_secrets"]
+__all__ = [
+    "REDACTED",
+    "SAFE_KEYS",
+    "configure_logging",
+    "get_logger",
+    "redact_secrets",
+    "scrub_attribute",
+]
 
 REDACTED: Final = "[redacted]"
 
@@ -381,3 +388,12 @@ def configure_logging(
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger named like a stdlib one (`get_logger(__name__)`)."""
     return structlog.stdlib.get_logger(name)
+
+
+def scrub_attribute(key: str, value: object) -> object:
+    """A trace span attribute as it may leave the process, redacted like a log value.
+
+    Attribute names are dotted (`http.response.status_code`, `exception.message`): the last
+    part says what the value is, so `status_code` stays readable and `authorization` does not.
+    """
+    return _scrub(value, _classify(key.rsplit(".", 1)[-1]))

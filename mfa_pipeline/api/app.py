@@ -26,6 +26,7 @@ from mfa_pipeline.api.routes import (
     users,
 )
 from mfa_pipeline.api.watcher import ChallengeWatcher
+from mfa_pipeline.tracing import instrument_app
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -85,6 +86,7 @@ def create_app(container: Container) -> FastAPI:
 
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
+    instrument_app(app)  # a no-op unless tracing is on in this process
     return app
 
 

@@ -8,6 +8,7 @@ from mfa_pipeline.api.app import create_app
 from mfa_pipeline.bootstrap import bootstrap
 from mfa_pipeline.config import load_settings
 from mfa_pipeline.logs import configure_logging
+from mfa_pipeline.tracing import configure_tracing
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -16,4 +17,5 @@ if TYPE_CHECKING:
 def app_from_environment() -> FastAPI:
     settings = load_settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format, env=settings.env.value)
+    configure_tracing("mfa-api")  # before the container: its engine is created instrumented
     return create_app(bootstrap(settings))

@@ -34,6 +34,7 @@ from mfa_pipeline.config import (
     with_dev_keys,
 )
 from mfa_pipeline.logs import configure_logging
+from mfa_pipeline.tracing import configure_tracing
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -349,6 +350,8 @@ def worker(queues: str, concurrency: int, pool: str, quiet: bool) -> None:
         )
     settings = _settings()
     _share_metrics(settings)
+    # Before the pool forks and before any container exists: the children inherit it.
+    configure_tracing("mfa-worker")
     app = create_celery_app(settings)
     name = f"mfa-{queues.replace(',', '-')}@%h"
     app.worker_main(
