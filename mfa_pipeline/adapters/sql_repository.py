@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +28,8 @@ R = TypeVar("R")
 # How long a writer waits for another process's SQLite write lock before giving up (503).
 SQLITE_BUSY_SECONDS = 15
 CONNECT_TIMEOUT_SECONDS = 5
+# A pooled PostgreSQL connection handed back less than this long ago is not pinged again.
+PING_BYPASS_SECONDS = 1.0
 # The API's thread pool (anyio's default of 40) plus the few threads of a worker.
 SQLITE_POOL_SIZE = 48
 _LIBPQ_DRIVERS = frozenset({"psycopg", "psycopg2"})
@@ -60,18 +63,50 @@ def create_engine_for(url: str) -> sa.Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in _LIBPQ_DRIVERS:
         # A host that drops packets must fail fast (503), not after the OS's TCP timeout.
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         connect_args=connect_args,
         hide_parameters=True,
-        # Connections die behind load balancers and failovers; test each before use.
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
         pool_recycle=1800,
         # An exhausted pool answers 503 soon rather than holding a request for 30 s.
         pool_timeout=10,
     )
+    event.listen(engine, "connect", _stamp_last_use)  # a new connection needs no ping
+    event.listen(engine, "checkin", _stamp_last_use)
+    event.listen(engine, "checkout", _ping_if_idle)
+    return engine
+
+
+def _stamp_last_use(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info["last_used"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Test a connection that sat idle before handing it out (a lazy `pool_pre_ping`).
+
+    Connections die behind load balancers and failovers, so one that waited in the pool is
+    pinged first, and a dead one is replaced before the request sees it. One handed back
+    within the last `PING_BYPASS_SECONDS` was just working: pinging it too cost a network
+    round trip per statement, two per login (HikariCP skips validation the same way). A
+    connection that dies inside that window fails its statement with a 503 and is discarded
+    with the rest of the pool, as any connection lost mid-request is.
+    """
+    last_used = record.info.get("last_used")
+    if last_used is not None and time.monotonic() - last_used < PING_BYPASS_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        dbapi_connection.rollback()  # the ping's implicit transaction must not stay open
+    except Exception as exc:
+        # The pool discards this connection and checks out another (a fresh one if need be).
+        raise DisconnectionError("connection failed its ping") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
@@ -162,6 +197,10 @@ _ACCEPT_STEP = (
 class SqlFactorRepository(FactorRepository):
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
+        # Single statements on the hot paths run without BEGIN and COMMIT/ROLLBACK: one
+        # statement is atomic on its own, and on PostgreSQL each of those is a round trip
+        # made while the API's event loop waits.
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def _session(self) -> Session:
@@ -220,7 +259,7 @@ class SqlFactorRepository(FactorRepository):
     def get_factor(self, user_id: str, factor_id: str) -> Factor | None:
         # Core rather than ORM on the hot paths (every delivery and verification): a plain
         # SELECT costs a fraction of a session's identity-map bookkeeping.
-        with self._engine.connect() as connection:
+        with self._single.connect() as connection:
             row = connection.execute(
                 _FACTORS.select().where(
                     _FACTORS.c.factor_id == factor_id, _FACTORS.c.user_id == user_id
@@ -241,7 +280,7 @@ class SqlFactorRepository(FactorRepository):
     @translate_db_errors
     def get_user_with_factors(self, user_id: str) -> tuple[User | None, list[Factor]]:
         # One statement (user LEFT JOIN factors) instead of two on every login.
-        with self._engine.connect() as connection:
+        with self._single.connect() as connection:
             rows = connection.execute(_USER_WITH_FACTORS, {"b_user_id": user_id}).all()
         if not rows:
             return None, []
@@ -320,8 +359,9 @@ class SqlFactorRepository(FactorRepository):
     @translate_db_errors
     def accept_totp_step(self, factor_id: str, step: int) -> bool:
         # One conditional UPDATE: of two processes racing with the same code, one matches.
-        # Core on a connection, as on every verification: no session, no ORM bookkeeping.
-        with self._engine.begin() as connection:
+        # Core on a connection, as on every verification: no session, no ORM bookkeeping;
+        # committed by itself (autocommit), as the single statement it is.
+        with self._single.connect() as connection:
             result = connection.execute(_ACCEPT_STEP, {"b_factor_id": factor_id, "b_step": step})
             return result.rowcount == 1
 

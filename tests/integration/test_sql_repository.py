@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from mfa_pipeline.adapters import sql_repository
 from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.domain.challenges import FactorType
@@ -273,8 +274,47 @@ def test_sqlite_connections_share_the_file_safely(tmp_path: Path) -> None:
     assert int(pragmas["busy_timeout"] or 0) >= 1000
 
 
-def test_postgresql_connections_are_checked_before_use() -> None:
-    engine = create_engine_for("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
-    assert engine.pool._pre_ping
-    assert isinstance(engine.pool, sa.QueuePool)
+def _kill_pooled_connection(engine: sa.Engine, admin_url: str) -> None:
+    """Terminate the backend of the one connection waiting in `engine`'s pool (a failover)."""
+    with engine.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    admin = sa.create_engine(admin_url)
+    with admin.connect() as connection:
+        connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+def test_a_postgresql_connection_that_died_while_idle_is_replaced_before_use(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every checkout counts as idle: the ping runs, as it does after a pause in traffic.
+    monkeypatch.setattr(sql_repository, "PING_BYPASS_SECONDS", 0.0)
+    upgrade(postgres_url)
+    engine = create_engine_for(postgres_url)
+    repo = SqlFactorRepository(engine)
+    repo.upsert_user("alice", firm_id=None, now=1.0)
+    _kill_pooled_connection(engine, postgres_url)
+    user, _ = repo.get_user_with_factors("alice")  # no 503: the dead connection was replaced
     engine.dispose()
+    assert user is not None
+    assert user.user_id == "alice"
+
+
+def test_a_postgresql_connection_in_use_a_moment_ago_is_not_pinged_and_a_loss_costs_one_503(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql_repository, "PING_BYPASS_SECONDS", 3600.0)
+    upgrade(postgres_url)
+    engine = create_engine_for(postgres_url)
+    repo = SqlFactorRepository(engine)
+    repo.upsert_user("alice", firm_id=None, now=1.0)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    repo.get_user_with_factors("alice")
+    assert len(statements) == 1  # one statement; the 503 below shows no ping ran either
+    _kill_pooled_connection(engine, postgres_url)
+    with pytest.raises(UnavailableError):
+        repo.get_user_with_factors("alice")
+    user, _ = repo.get_user_with_factors("alice")  # the pool recovered by itself
+    engine.dispose()
+    assert user is not None
