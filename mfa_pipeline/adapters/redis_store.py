@@ -421,6 +421,12 @@ class RedisRateLimiter(RateLimiter):
         self._redis = client
         self._keys = RedisKeys(prefix, 1)
         self._hit = client.register_script(_lua("rate_limit"))
+        # One Redis holds every counter: all of a login's hits are one script call.
+        self._hit_all = (
+            None
+            if isinstance(client, RedisCluster)
+            else client.register_script(_lua("rate_limit_many"))
+        )
 
     @translate_redis_errors
     def hit(self, key: str, limit: RateLimit, *, now: float) -> float:
@@ -428,7 +434,11 @@ class RedisRateLimiter(RateLimiter):
 
     @translate_redis_errors
     def hit_many(self, hits: Sequence[tuple[str, RateLimit]], *, now: float) -> list[float]:  # noqa: ARG002 - Redis keeps the window
-        """All counters in one pipelined round trip (they may live in different cluster slots).
+        """All counters in one round trip: one script call, or on a cluster one pipeline.
+
+        On one Redis a single script counts every key: a pipeline of one call per key costs
+        the client and the server a command each. On a cluster the keys live in different
+        slots, so each is its own call in a pipeline.
 
         EVALSHA straight away: redis-py's pipelined scripts ask SCRIPT EXISTS first, one more
         round trip on every login. A server that lost its scripts (restart, flush) answers
@@ -436,6 +446,12 @@ class RedisRateLimiter(RateLimiter):
         the pipeline is split per node by each key's slot; its `evalsha` method is blocked there,
         the raw command is not (one key per call, so the slot is known).
         """
+        if self._hit_all is not None:
+            args: list[int] = []
+            for _, limit in hits:
+                args += [limit.count, _ms(limit.window_seconds)]
+            replies = self._hit_all(keys=[self._keys.rate(key) for key, _ in hits], args=args)
+            return [int(reply) / 1000 for reply in replies]
         waits: list[float | None] = [None] * len(hits)
         pending = list(range(len(hits)))
         for _ in range(2):
