@@ -351,6 +351,7 @@ def profile(
             "--pid",
             str(child.pid),
             "--subprocesses",
+            "--gil",  # samples of the thread holding the GIL: CPU, not waits on sockets
             "--rate",
             "200",
             "--duration",
