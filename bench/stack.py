@@ -196,7 +196,13 @@ class Stack:
 
     # --- children ----------------------------------------------------------------------------
 
-    def spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> Child:
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        extra_env: dict[str, str] | None = None,
+        code_root: Path = ROOT,
+    ) -> Child:
         log_dir = self.workdir / "logs"
         log_dir.mkdir(exist_ok=True)
         log_path = log_dir / f"{name}.log"
@@ -205,7 +211,7 @@ class Stack:
         env.update(extra_env or {})
         # Children import this checkout, not whichever one the console script was installed
         # from: a bench run from an older commit's worktree measures that commit's code.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_root), env.get("PYTHONPATH")]))
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 argv,
@@ -225,11 +231,16 @@ class Stack:
         if child in self.children:
             self.children.remove(child)
 
-    def start_api(self, workers: int) -> tuple[Child, str]:
-        """`mfa-pipeline api` on a free port; returns once it answers /readyz."""
+    def start_api(self, workers: int, code_root: Path = ROOT) -> tuple[Child, str]:
+        """`mfa-pipeline api` on a free port; returns once it answers /readyz.
+
+        `code_root`: the checkout whose code it runs (another commit's, to compare).
+        """
         port = free_port()
         child = self.spawn(
-            f"api-w{workers}", [*_cli(), "api", "--port", str(port), "--workers", str(workers)]
+            f"api-w{workers}",
+            [*_cli(), "api", "--port", str(port), "--workers", str(workers)],
+            code_root=code_root,
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_SECONDS

@@ -45,7 +45,7 @@ import sqlalchemy as sa
 
 from bench.report import machine, write_json
 from bench.seed import Seeder
-from bench.stack import API_KEY, START_SECONDS, Child, Stack
+from bench.stack import API_KEY, ROOT, START_SECONDS, Child, Stack
 from mfa_pipeline.embedded import free_port
 
 if TYPE_CHECKING:
@@ -279,11 +279,13 @@ def start_bare(stack: Stack, workers: int) -> tuple[Child, str]:
             time.sleep(0.1)
 
 
-def start_api(stack: Stack, workers: int, extra_env: dict[str, str]) -> tuple[Child, str]:
+def start_api(
+    stack: Stack, workers: int, extra_env: dict[str, str], code_root: Path | None = None
+) -> tuple[Child, str]:
     saved = dict(stack.env)
     stack.env.update(extra_env)
     try:
-        return stack.start_api(workers)
+        return stack.start_api(workers, code_root or ROOT)
     finally:
         stack.env.clear()
         stack.env.update(saved)
@@ -369,7 +371,17 @@ def profile(
     _, err = recorder.communicate(timeout=60)
     if recorder.returncode != 0:
         log(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+    elif out.exists():
+        portable(out)
     return out
+
+
+def portable(path: Path) -> None:
+    """Drop this machine's directories from a recorded profile: it is meant to be shared."""
+    text = path.read_text()
+    for directory in {Path(sys.executable).parent, Path(sys.prefix) / "bin", ROOT, path.parent}:
+        text = text.replace(f"{directory}/", "")
+    path.write_text(text)
 
 
 @contextlib.contextmanager
@@ -413,6 +425,15 @@ def run_store(wrk: str, store: str, args: argparse.Namespace) -> dict[str, Any]:
             wrk, bare, bare_url, users=users, args=args, name=f"{store}-bare", workdir=workdir
         )
         stack.stop(bare)
+
+        if args.compare:
+            # The other checkout's API right before this one's, against the same bare figure.
+            api, url = start_api(stack, args.workers, SERVICE_ENV, args.compare)
+            log(f"{store}: TOTP verification, code of {args.compare}")
+            figures["compare"] = measure(
+                wrk, api, url, users=users, args=args, name=f"{store}-compare", workdir=workdir
+            )
+            stack.stop(api)
 
         api, url = start_api(stack, args.workers, SERVICE_ENV)
         log(f"{store}: TOTP verification")
@@ -459,7 +480,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
     rows = [header]
     for store, figures in results.items():
         bare_rate = figures["bare"]["per_s"]
-        for server in ("bare", "service", "tracing"):
+        for server in ("bare", "compare", "service", "tracing"):
             if server not in figures:
                 continue
             f = figures[server]
@@ -472,6 +493,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
                     store,
                     {
                         "bare": "bare endpoint",
+                        "compare": "TOTP verify, other code",
                         "service": "TOTP verify",
                         "tracing": "TOTP verify, tracing",
                     }[server],
@@ -514,6 +536,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=20000, help="fresh users per measured run")
     parser.add_argument("--warm-users", type=int, default=4000)
     parser.add_argument("--no-tracing", action="store_true", help="skip the tracing-on runs")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="DIR",
+        help="also measure the API from another checkout (e.g. `git worktree add DIR main`)",
+    )
     parser.add_argument("--profile", metavar="DIR", help="also record py-spy flame graphs there")
     parser.add_argument(
         "--profile-format", default="flamegraph", choices=("flamegraph", "raw", "speedscope")
@@ -543,6 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" with {args.workers} uvicorn processes; {math.ceil(time.monotonic() - started)} s in all."
         " Compare shares, not rates, between runs."
     )
+    if args.compare:
+        print(f"'other code': the API as {args.compare} has it, right before this checkout's.")
     report(results)
     write_json(
         {
