@@ -256,7 +256,6 @@ def tracing_env(sink: OtlpSink) -> dict[str, str]:
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url,
-        "OTEL_SERVICE_NAME": "mfa-api",
     }
 
 

@@ -322,6 +322,10 @@ def _warn_unless_migrated(settings: Settings) -> None:
         )
 
 
+def _trace_pool_process(**_: object) -> None:
+    configure_tracing("mfa-worker")
+
+
 @main.command()
 @click.option("--queues", default=ALL_QUEUES, show_default=True, help="Comma list of queues.")
 @click.option(
@@ -341,6 +345,8 @@ def _warn_unless_migrated(settings: Settings) -> None:
 @click.option("--quiet", is_flag=True, help="No start-up banner (as under `up`).")
 def worker(queues: str, concurrency: int, pool: str, quiet: bool) -> None:
     """Run a Celery worker for some queues (one role of a scaled deployment)."""
+    from celery import signals  # noqa: PLC0415
+
     from workers.app import create_celery_app  # noqa: PLC0415 - only the worker needs tasks
 
     unknown = {q.strip() for q in queues.split(",")} - set(QUEUES)
@@ -350,8 +356,12 @@ def worker(queues: str, concurrency: int, pool: str, quiet: bool) -> None:
         )
     settings = _settings()
     _share_metrics(settings)
-    # Before the pool forks and before any container exists: the children inherit it.
-    configure_tracing("mfa-worker")
+    if pool == "prefork":
+        # Each pool process traces for itself: a span exporter's thread does not survive
+        # the fork. Its container is built later, on its first task, already traced.
+        signals.worker_process_init.connect(_trace_pool_process, weak=False)
+    else:
+        configure_tracing("mfa-worker")  # threads or solo: tasks run in this process
     app = create_celery_app(settings)
     name = f"mfa-{queues.replace(',', '-')}@%h"
     app.worker_main(
