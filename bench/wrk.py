@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from bench.report import machine, write_json
 from bench.seed import Seeder
 from bench.stack import API_KEY, ROOT, START_SECONDS, Child, Stack
-from mfa_pipeline.embedded import free_port
+from mfa_pipeline.cli.embedded_redis import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     import httpx
+    from mfa_pipeline.clock import FrozenClock
     from opentelemetry.sdk.trace import ReadableSpan
 
-    from mfa_pipeline.clock import FrozenClock
     from mfa_pipeline.config import Settings
     from tests.fakes.fake_twilio import FakeTwilio
 
