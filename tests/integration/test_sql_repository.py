@@ -284,30 +284,38 @@ def _kill_pooled_connection(engine: sa.Engine, admin_url: str) -> None:
     admin.dispose()
 
 
-def test_a_postgresql_connection_that_died_while_idle_is_replaced_before_use(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Every checkout counts as idle: the ping runs, as it does after a pause in traffic.
-    monkeypatch.setattr(sql_repository, "PING_BYPASS_SECONDS", 0.0)
+@pytest.fixture
+def pg_alice(postgres_url: str) -> Iterator[tuple[sa.Engine, SqlFactorRepository]]:
+    """A PostgreSQL repository holding user alice, its engine's pool warm."""
     upgrade(postgres_url)
     engine = create_engine_for(postgres_url)
     repo = SqlFactorRepository(engine)
     repo.upsert_user("alice", firm_id=None, now=1.0)
+    yield engine, repo
+    engine.dispose()
+
+
+def test_a_postgresql_connection_that_died_while_idle_is_replaced_before_use(
+    pg_alice: tuple[sa.Engine, SqlFactorRepository],
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every checkout counts as idle: the ping runs, as it does after a pause in traffic.
+    monkeypatch.setattr(sql_repository, "PING_BYPASS_SECONDS", 0.0)
+    engine, repo = pg_alice
     _kill_pooled_connection(engine, postgres_url)
     user, _ = repo.get_user_with_factors("alice")  # no 503: the dead connection was replaced
-    engine.dispose()
     assert user is not None
     assert user.user_id == "alice"
 
 
 def test_a_postgresql_connection_in_use_a_moment_ago_is_not_pinged_and_a_loss_costs_one_503(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    pg_alice: tuple[sa.Engine, SqlFactorRepository],
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sql_repository, "PING_BYPASS_SECONDS", 3600.0)
-    upgrade(postgres_url)
-    engine = create_engine_for(postgres_url)
-    repo = SqlFactorRepository(engine)
-    repo.upsert_user("alice", firm_id=None, now=1.0)
+    engine, repo = pg_alice
     statements: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     repo.get_user_with_factors("alice")
@@ -316,5 +324,4 @@ def test_a_postgresql_connection_in_use_a_moment_ago_is_not_pinged_and_a_loss_co
     with pytest.raises(UnavailableError):
         repo.get_user_with_factors("alice")
     user, _ = repo.get_user_with_factors("alice")  # the pool recovered by itself
-    engine.dispose()
     assert user is not None
