@@ -14,12 +14,14 @@ from mfa_pipeline.adapters.celery_publisher import CeleryEventPublisher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, parse_keys
 from mfa_pipeline.adapters.prometheus_metrics import CeleryQueueDepths, PrometheusMetrics
 from mfa_pipeline.adapters.push_guard import RedisPushGuard
+from mfa_pipeline.adapters.py_webauthn import PyWebAuthnCeremony
 from mfa_pipeline.adapters.redis_idempotency import RedisIdempotencyStore
 from mfa_pipeline.adapters.redis_store import (
     RedisChallengeStore,
     RedisClient,
     RedisRateLimiter,
 )
+from mfa_pipeline.adapters.redis_webauthn import RedisWebAuthnCeremonyStore
 from mfa_pipeline.adapters.sms_spend import SMS_SPEND_KEY_LABEL, RedisSmsSpendGuard
 from mfa_pipeline.adapters.sql_account import (
     SqlAuditLog,
@@ -29,6 +31,7 @@ from mfa_pipeline.adapters.sql_account import (
 )
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.adapters.sql_secrets import SqlSecretRotationRepository
+from mfa_pipeline.adapters.sql_webauthn import SqlWebAuthnCredentialRepository
 from mfa_pipeline.adapters.system_clock import SystemClock
 from mfa_pipeline.adapters.webhook_verifiers import NullWebhookVerifier, TwilioWebhookVerifier
 from mfa_pipeline.config import (
@@ -55,6 +58,7 @@ from mfa_pipeline.services.push import PushAnswers, PushDeliveryService, PushDev
 from mfa_pipeline.services.sms_spend import SmsSendGate
 from mfa_pipeline.services.sweeps import SweepService
 from mfa_pipeline.services.trusted_sessions import TrustedSessionService
+from mfa_pipeline.services.webauthn import NoFailureBudget, WebAuthnEnrollment, WebAuthnLogins
 from mfa_pipeline.services.webhooks import ResultWebhooks
 from mfa_pipeline.tracing import instrument_redis
 
@@ -110,6 +114,7 @@ class Container:
     delivery_status: DeliveryStatusService
     metrics: Metrics
     idempotency: IdempotencyService
+    webauthn: WebAuthnEnrollment
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -332,6 +337,13 @@ def bootstrap(
     )
     push_sender = push_sender or build_push_sender(settings)
     metrics = build_metrics(settings, client)
+    webauthn_credentials = SqlWebAuthnCredentialRepository(engine)
+    ceremony_store = RedisWebAuthnCeremonyStore(client, prefix=settings.key_prefix)
+    ceremony = PyWebAuthnCeremony(
+        rp_id=settings.webauthn_rp_id,
+        rp_name=settings.webauthn_rp_name,
+        origins=settings.webauthn_origins,
+    )
     challenges = ChallengeService(
         store=store,
         factors=factors,
@@ -347,6 +359,15 @@ def bootstrap(
         push_guard=push_guard,
         sms_gate=sms_gate,
         metrics=metrics,
+        webauthn=WebAuthnLogins(
+            credentials=webauthn_credentials,
+            ceremony_store=ceremony_store,
+            ceremony=ceremony,
+            store=store,
+            auditor=auditor,
+            # The failure budget's lock never applies to WebAuthn; its lifting plugs in here.
+            failure_budget=NoFailureBudget(),
+        ),
     )
     return Container(
         settings=settings,
@@ -450,6 +471,15 @@ def bootstrap(
             metrics=metrics,
         ),
         metrics=metrics,
+        webauthn=WebAuthnEnrollment(
+            factors=factors,
+            credentials=webauthn_credentials,
+            ceremony_store=ceremony_store,
+            ceremony=ceremony,
+            policies=policy_service,
+            auditor=auditor,
+            clock=clock,
+        ),
         webhooks=build_webhooks(settings, clock),
         api_keys=parse_api_keys(settings.api_keys),
     )

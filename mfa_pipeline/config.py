@@ -152,11 +152,25 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=86400, ge=60)
     idempotency_lease_seconds: int = Field(default=60, ge=1)
 
+    # WebAuthn (passkeys, security keys): the relying party is the site users sign in to,
+    # and only pages on these origins may register or use a credential. The defaults fit the
+    # demo app on this machine (`mfa-pipeline up --demo`, opened as http://localhost:8001).
+    webauthn_rp_id: str = Field(default="localhost", min_length=1, max_length=253)
+    webauthn_rp_name: str = Field(default="mfa-pipeline", min_length=1, max_length=64)
+    webauthn_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:8001", "http://localhost:8000"]
+    )
+
     max_body_bytes: int = Field(default=16384, ge=1024)
     long_poll_max_seconds: int = Field(default=30, ge=0, le=30)
 
     @field_validator(
-        "api_keys", "encryption_keys", "sms_allowed_regions", "sms_denied_regions", mode="before"
+        "api_keys",
+        "encryption_keys",
+        "sms_allowed_regions",
+        "sms_denied_regions",
+        "webauthn_origins",
+        mode="before",
     )
     @classmethod
     def _comma_list(cls, value: object) -> object:

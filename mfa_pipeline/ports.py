@@ -17,6 +17,12 @@ if TYPE_CHECKING:
     from mfa_pipeline.domain.limits import RateLimit
     from mfa_pipeline.domain.policies import FirmPolicy
     from mfa_pipeline.domain.sms_spend import SmsAdmission, SmsDestination
+    from mfa_pipeline.domain.webauthn import (
+        CeremonyOptions,
+        VerifiedAssertion,
+        VerifiedRegistration,
+        WebAuthnCredential,
+    )
 
 
 class Clock(abc.ABC):
@@ -403,6 +409,88 @@ class SecretRotationRepository(abc.ABC):
     @abc.abstractmethod
     def count(self) -> int:
         """Rows holding at least one ciphertext."""
+
+
+# --- passkeys and security keys (WebAuthn) ---------------------------------------------------
+
+
+class WebAuthnCredentialRepository(abc.ABC):
+    """Registered credentials, durable (SQL); each one is also a factor row of type webauthn."""
+
+    @abc.abstractmethod
+    def add(self, factor: Factor, credential: WebAuthnCredential) -> None:
+        """Store the factor row and its credential in one transaction.
+
+        Raises `FactorExistsError` when the credential id is already registered (to anyone).
+        """
+
+    @abc.abstractmethod
+    def for_user(self, user_id: str) -> list[WebAuthnCredential]: ...
+
+    @abc.abstractmethod
+    def find(self, user_id: str, credential_id: str) -> WebAuthnCredential | None:
+        """The user's credential with this id; None for an unknown one or another user's."""
+
+    @abc.abstractmethod
+    def record_use(
+        self, factor_id: str, *, previous: int, sign_count: int, backed_up: bool, now: float
+    ) -> bool:
+        """Store a login's counter if the stored one is still `previous`; False otherwise.
+
+        Of two logins racing with the same counter, one gets True.
+        """
+
+    @abc.abstractmethod
+    def rename(self, user_id: str, factor_id: str, name: str) -> bool:
+        """Rename one of the user's factors (a passkey, a push device); False when not found."""
+
+
+class WebAuthnCeremonyStore(abc.ABC):
+    """Short-lived ceremony state shared by every API process (registration options, challenges)."""
+
+    @abc.abstractmethod
+    def put(self, key: str, value: str, *, ttl_seconds: float) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def take(self, key: str) -> str | None:
+        """Read and delete in one step: of two racing readers, only one gets the value."""
+
+
+class WebAuthnCeremony(abc.ABC):
+    """The WebAuthn ceremonies: options for the browser, and the checks of its answers.
+
+    Every refusal raises `InvalidCredentialError` with a reason; nothing is parsed elsewhere.
+    """
+
+    @abc.abstractmethod
+    def registration_options(
+        self, *, user_handle: bytes, user_name: str, exclude: Sequence[WebAuthnCredential]
+    ) -> CeremonyOptions: ...
+
+    @abc.abstractmethod
+    def verify_registration(
+        self, credential: Mapping[str, object], *, challenge: bytes
+    ) -> VerifiedRegistration:
+        """Challenge, origin, RP ID hash, user presence and verification, algorithm."""
+
+    @abc.abstractmethod
+    def authentication_options(self, allow: Sequence[WebAuthnCredential]) -> CeremonyOptions: ...
+
+    @abc.abstractmethod
+    def credential_id(self, credential: Mapping[str, object], *, registration: bool) -> str:
+        """The id a well-formed response names; `malformed` for anything else."""
+
+    @abc.abstractmethod
+    def verify_assertion(
+        self, credential: Mapping[str, object], *, challenge: bytes, stored: WebAuthnCredential
+    ) -> VerifiedAssertion:
+        """Challenge, origin, RP ID hash, user verification and the signature.
+
+        The counter is left to the caller, which compares it after the signature checked out.
+        """
 
 
 # --- outbound messages -----------------------------------------------------------------------

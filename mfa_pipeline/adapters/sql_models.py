@@ -124,3 +124,27 @@ class AuditEventRow(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     details: Mapped[str | None] = mapped_column(Text)  # JSON; never a code or secret
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class WebAuthnCredentialRow(Base):
+    """A passkey or security key; its factor row (type webauthn) holds name and status.
+
+    Removing the factor (by the user, or an administrator's reset) removes this row with it.
+    """
+
+    __tablename__ = "webauthn_credentials"
+
+    factor_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("factors.factor_id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    # base64url of the raw id; §5.1: at most 1023 bytes, so at most 1364 characters.
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    # The COSE_Key, base64url. Public: it checks signatures, it cannot make them.
+    public_key: Mapped[str] = mapped_column(Text)
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    transports: Mapped[str] = mapped_column(String(128))  # comma-separated
+    aaguid: Mapped[str] = mapped_column(String(36))
+    backup_eligible: Mapped[bool] = mapped_column(Boolean)
+    backed_up: Mapped[bool] = mapped_column(Boolean)
+    last_used_at: Mapped[float | None] = mapped_column(Float)

@@ -24,6 +24,7 @@ from mfa_pipeline.api.routes import (
     push,
     trusted_sessions,
     users,
+    webauthn,
 )
 from mfa_pipeline.api.watcher import ChallengeWatcher
 from mfa_pipeline.tracing import instrument_app
@@ -83,6 +84,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(providers.router)
     app.include_router(metrics.router)
     app.include_router(push.router)
+    app.include_router(webauthn.router)
 
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -45,6 +45,13 @@ class FactorOut(BaseModel):
     phone_masked: str | None = None
     device_name: str | None = None
     platform: str | None = None
+    # Passkeys and security keys (type webauthn).
+    name: str | None = None
+    credential_id: str | None = None
+    transports: list[str] | None = None
+    backup_eligible: bool | None = None
+    backed_up: bool | None = None
+    last_used_at: str | None = None
 
 
 class UserOut(BaseModel):
@@ -126,6 +133,8 @@ class ChallengeOut(BaseModel):
     delivery: DeliveryOut
     number_match: str | None = None
     fraud_reported: bool = False
+    # WebAuthn: PublicKeyCredentialRequestOptionsJSON for `navigator.credentials.get`.
+    public_key: dict[str, Any] | None = None
     # After a verified answer: "keep me logged in" (remember_device) and backup-code warnings.
     trusted_token: str | None = None
     trusted_until: str | None = None
@@ -133,8 +142,16 @@ class ChallengeOut(BaseModel):
     backup_codes_remaining: int | None = None
 
 
+# The JSON form of a WebAuthn response (`credential.toJSON()`); the body limit bounds its size.
+Credential = dict[str, Any]
+
+
 class VerifyBody(Request):
-    code: Code
+    code: Code | None = Field(default=None, description="For TOTP, SMS and backup codes.")
+    credential: Credential | None = Field(
+        default=None,
+        description="For WebAuthn: the assertion, AuthenticationResponseJSON.",
+    )
     remember_device: bool = False
 
 
@@ -197,3 +214,38 @@ class PushResponseBody(Request):
 class PushResponseOut(BaseModel):
     challenge_id: str
     status: Literal["approved", "denied"]
+
+
+CredentialName = Annotated[str, StringConstraints(max_length=64)]
+
+
+class WebAuthnOptionsBody(Request):
+    name: CredentialName | None = None
+
+
+class WebAuthnOptionsOut(BaseModel):
+    registration_id: str
+    public_key: dict[str, Any] = Field(
+        description="PublicKeyCredentialCreationOptionsJSON for `navigator.credentials.create`."
+    )
+
+
+class WebAuthnRegisterBody(Request):
+    registration_id: Annotated[str, StringConstraints(max_length=64)]
+    credential: Credential = Field(description="The new credential, RegistrationResponseJSON.")
+    name: CredentialName | None = None
+
+
+class WebAuthnRegistrationOut(BaseModel):
+    factor_id: str
+    type: Literal["webauthn"] = "webauthn"
+    status: str
+    name: str
+    credential_id: str
+    transports: list[str]
+    backup_eligible: bool
+    backed_up: bool
+
+
+class RenameFactorBody(Request):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]

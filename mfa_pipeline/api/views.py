@@ -9,12 +9,13 @@ from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.factors import Factor, masked_phone
 
 if TYPE_CHECKING:
+    from mfa_pipeline.domain.webauthn import WebAuthnCredential
     from mfa_pipeline.services.challenges import ChallengeView
     from mfa_pipeline.services.enrollment import UserView
 
 
-def factor_out(factor: Factor) -> FactorOut:
-    return FactorOut(
+def factor_out(factor: Factor, credential: WebAuthnCredential | None = None) -> FactorOut:
+    out = FactorOut(
         factor_id=factor.factor_id,
         type=factor.type.value,
         status=factor.status.value,
@@ -23,6 +24,18 @@ def factor_out(factor: Factor) -> FactorOut:
         phone_masked=masked_phone(factor.phone_last2),
         device_name=factor.label if factor.type is FactorType.PUSH else None,
         platform=factor.platform,
+        name=factor.label if factor.type is FactorType.WEBAUTHN else None,
+    )
+    if credential is None:
+        return out
+    return out.model_copy(
+        update={
+            "credential_id": credential.credential_id,
+            "transports": list(credential.transports),
+            "backup_eligible": credential.backup_eligible,
+            "backed_up": credential.backed_up,
+            "last_used_at": iso(credential.last_used_at),
+        }
     )
 
 
@@ -59,4 +72,5 @@ def challenge_out(view: ChallengeView) -> ChallengeOut:
         ),
         number_match=c.number_match,
         fraud_reported=c.fraud_reported,
+        public_key=view.public_key,
     )

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 
 class FactorType(StrEnum):
+    WEBAUTHN = "webauthn"  # passkeys and security keys: one factor row per credential
     TOTP = "totp"
     SMS = "sms"
     PUSH = "push"
@@ -16,9 +17,10 @@ class FactorType(StrEnum):
 
 
 class RequestedFactor(StrEnum):
-    """What a client may ask for: a factor type, or `auto` (push, else TOTP, else SMS)."""
+    """What a client may ask for: a factor type, or `auto` (WebAuthn, push, TOTP, then SMS)."""
 
     AUTO = "auto"
+    WEBAUTHN = "webauthn"
     TOTP = "totp"
     SMS = "sms"
     PUSH = "push"

@@ -59,8 +59,9 @@ def masked_phone(last2: str | None) -> str | None:
     return None if last2 is None else f"*******{last2}"
 
 
-# The order `auto` tries factors in (contract: push, else TOTP, else SMS).
-AUTO_PREFERENCE = (FactorType.PUSH, FactorType.TOTP, FactorType.SMS)
+# The order `auto` tries factors in (contract: WebAuthn, the one that cannot be phished, then
+# push, TOTP, SMS).
+AUTO_PREFERENCE = (FactorType.WEBAUTHN, FactorType.PUSH, FactorType.TOTP, FactorType.SMS)
 
 
 # Pending SMS numbers per user. Each enrollment texts its number, so without a bound one account

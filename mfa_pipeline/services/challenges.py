@@ -6,7 +6,7 @@ import contextlib
 import functools
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -49,7 +49,7 @@ from mfa_pipeline.services.verification import CodeVerifier, ensure_open, raise_
 from mfa_pipeline.services.webhooks import announce_finished
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from mfa_pipeline.domain.limits import RateLimit
     from mfa_pipeline.domain.rules import ChallengeRules
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from mfa_pipeline.services.backup_codes import BackupCodeService
     from mfa_pipeline.services.policies import PolicyService
     from mfa_pipeline.services.sms_spend import SmsSendGate, SmsTicket
+    from mfa_pipeline.services.webauthn import WebAuthnLogins
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +83,7 @@ class ChallengeView:
 
     challenge: Challenge
     status: ChallengeStatus
+    public_key: dict[str, Any] | None = None  # WebAuthn request options, at creation
 
     @property
     def attempts_remaining(self) -> int:
@@ -166,8 +168,10 @@ class ChallengeService:
         push_guard: PushGuard | None = None,
         sms_gate: SmsSendGate | None = None,
         metrics: Metrics | None = None,
+        webauthn: WebAuthnLogins | None = None,
     ) -> None:
         self._store = store
+        self._webauthn = webauthn
         self._metrics = metrics or NullMetrics()
         # SMS pumping and bombing limits; enrollment admits its confirmation SMS through it too.
         self.sms_gate = sms_gate
@@ -206,11 +210,7 @@ class ChallengeService:
             return self._issue_backup_code(user_id, context, code)
         normalized = normalize_code(code) if code is not None else None
         now = self._clock.now()
-        user, factors = self._factors.get_user_with_factors(user_id)
-        if user is None:
-            raise NotFoundError("No such user.")
-        if self._policies is not None:
-            factors = self._policies.filter_for_challenge(user, factors, factor, factor_id)
+        factors = self._login_factors(user_id, factor, factor_id)
         chosen = self._choose_factor(factors, factor, factor_id)
         if normalized is not None and chosen.type is not FactorType.TOTP:
             raise InvalidRequestError(
@@ -219,6 +219,8 @@ class ChallengeService:
         # A code sent along is a verification too: both windows count, in one round trip.
         self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
         challenge = self._new_challenge(user_id, chosen, context, now, ChallengePurpose.LOGIN)
+        if chosen.type is FactorType.WEBAUTHN:
+            return self._issue_webauthn(challenge, chosen, factors, explicit=factor_id is not None)
         if chosen.type is FactorType.PUSH:
             challenge = self._admit_push(challenge, factors, factor, context, now)
         if challenge.factor is FactorType.SMS and self.sms_gate is not None:
@@ -236,6 +238,36 @@ class ChallengeService:
             raise
         self._after_create(challenge)
         return ChallengeView(challenge, challenge.status)
+
+    def _login_factors(
+        self, user_id: str, factor: RequestedFactor, factor_id: str | None
+    ) -> list[Factor]:
+        """The user's factors a login may use (one read), the firm's policy applied."""
+        user, factors = self._factors.get_user_with_factors(user_id)
+        if user is None:
+            raise NotFoundError("No such user.")
+        if self._policies is not None:
+            factors = self._policies.filter_for_challenge(user, factors, factor, factor_id)
+        return factors
+
+    def _issue_webauthn(
+        self, challenge: Challenge, chosen: Factor, factors: list[Factor], *, explicit: bool
+    ) -> ChallengeView:
+        """Request options naming the chosen credential, or every one of the user's."""
+        if self._webauthn is None:
+            raise FactorNotEnrolledError("Passkeys and security keys are not available here.")
+        allowed = (
+            [chosen]
+            if explicit
+            else [f for f in factors if f.is_active and f.type is FactorType.WEBAUTHN]
+        )
+        # Without an explicit choice any of the user's credentials may answer: the factor
+        # used is known (and recorded) only once the assertion is checked.
+        challenge = replace(challenge, factor_id=chosen.factor_id if explicit else None)
+        public_key = self._webauthn.begin(challenge, allowed)
+        self._store.create(challenge)
+        self._after_create(challenge)
+        return ChallengeView(challenge, challenge.status, public_key=public_key)
 
     def _admit_push(
         self,
@@ -480,8 +512,19 @@ class ChallengeService:
 
     # --- verifying ---------------------------------------------------------------------------
 
-    def verify(self, *, challenge_id: str, code: object) -> ChallengeView:
+    def verify(
+        self,
+        *,
+        challenge_id: str,
+        code: object = None,
+        credential: Mapping[str, object] | None = None,
+    ) -> ChallengeView:
+        """Check a code, or for WebAuthn an assertion (`credential`), against a challenge."""
         challenge = self._store.get(challenge_id)
+        if challenge is not None and challenge.factor is FactorType.WEBAUTHN:
+            return self._verify_webauthn(challenge, credential)
+        if code is None:
+            raise InvalidRequestError("Send the code the user entered.", field="code")
         backup = challenge is not None and challenge.factor is FactorType.BACKUP_CODE
         normalized = normalize_backup_code(code) if backup else normalize_code(code)
         now = self._clock.now()
@@ -496,6 +539,30 @@ class ChallengeService:
             raise
         self._finished(challenge, ChallengeStatus.VERIFIED)
         return ChallengeView(challenge, ChallengeStatus.VERIFIED)
+
+    def _verify_webauthn(
+        self, challenge: Challenge, credential: Mapping[str, object] | None
+    ) -> ChallengeView:
+        now = self._clock.now()
+        ensure_open(challenge, now)
+        if credential is None or self._webauthn is None:
+            raise InvalidRequestError(
+                "This challenge is answered with a passkey or security key: send `credential`.",
+                field="credential",
+            )
+        self.limits.on_verify(challenge.user_id, challenge.context.ip, now)
+        try:
+            factor_id = self._webauthn.check(challenge, credential, now=now)
+            raise_for_blocked(
+                self._store.complete(challenge.challenge_id, ChallengeStatus.VERIFIED, now=now)
+            )
+        except MfaError as exc:
+            self._log_outcome(challenge, exc)
+            raise
+        used = replace(challenge, factor_id=factor_id)
+        self._webauthn.succeeded(used)
+        self._finished(used, ChallengeStatus.VERIFIED)
+        return ChallengeView(used, ChallengeStatus.VERIFIED)
 
     def _check_code(self, challenge: Challenge, code: str, now: float) -> None:
         if challenge.factor is FactorType.SMS:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _NAMES = {
+    FactorType.WEBAUTHN: "passkeys and security keys",
     FactorType.TOTP: "an authenticator app",
     FactorType.SMS: "text messages",
     FactorType.PUSH: "the mobile app",

@@ -165,10 +165,16 @@ async def get_challenge(
         429: {"model": ErrorOut},
     },
 )
-def verify_challenge(
+async def verify_challenge(
     challenge_id: ChallengeIdPath, body: VerifyBody, c: ContainerDep, _: ApplicationDep
 ) -> VerifyOut:
-    view = c.challenges.verify(challenge_id=challenge_id, code=body.code)
+    verify = functools.partial(
+        c.challenges.verify, challenge_id=challenge_id, code=body.code, credential=body.credential
+    )
+    # An assertion is a few short store calls and one signature check: inline, as creation is.
+    # Codes keep the thread pool (a backup code is tens of milliseconds of argon2).
+    inline = body.credential is not None and body.code is None
+    view = verify() if inline else await run_in_threadpool(verify)
     extras = login_extras(c, view, remember_device=body.remember_device)
     return VerifyOut(challenge_id=challenge_id, status=view.status.value).model_copy(update=extras)
 

@@ -14,7 +14,7 @@ from mfa_pipeline.domain.policies import FirmPolicy
 
 router = APIRouter(prefix="/v1/firms", tags=["firms"], responses={401: {"model": ErrorOut}})
 FirmIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
-FactorName = Literal["totp", "sms", "push", "backup_code"]
+FactorName = Literal["webauthn", "totp", "sms", "push", "backup_code"]
 
 
 class PolicyBody(BaseModel):
@@ -26,7 +26,7 @@ class PolicyBody(BaseModel):
     require_mfa: bool = Field(description="Every user of the firm must enroll a factor.")
     allowed_factors: list[FactorName] | None = Field(
         default=None,
-        max_length=4,
+        max_length=5,
         description="Factor types the firm's users may enroll and log in with; "
         "empty or absent allows all of them.",
     )

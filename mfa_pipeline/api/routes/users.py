@@ -22,7 +22,7 @@ from mfa_pipeline.api.schemas import (
     UserOut,
 )
 from mfa_pipeline.api.views import factor_out, user_out
-from mfa_pipeline.domain.challenges import RequestContext
+from mfa_pipeline.domain.challenges import FactorType, RequestContext
 from mfa_pipeline.ports import IdempotencyMark
 from mfa_pipeline.services.enrollment import SmsEnrollment
 
@@ -130,7 +130,11 @@ def activate_factor(
 
 @router.get("/{user_id}/factors", response_model=list[FactorOut])
 def list_factors(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> list[FactorOut]:
-    return [factor_out(f) for f in c.enrollment.list_factors(user_id=user_id)]
+    factors = c.enrollment.list_factors(user_id=user_id)
+    if not any(f.type is FactorType.WEBAUTHN for f in factors):
+        return [factor_out(f) for f in factors]
+    credentials = {w.factor_id: w for w in c.webauthn.credentials(user_id=user_id)}
+    return [factor_out(f, credentials.get(f.factor_id)) for f in factors]
 
 
 @router.delete("/{user_id}/factors/{factor_id}", status_code=204)

@@ -1,0 +1,133 @@
+"""Passkeys and security keys in SQL: the factor row and its credential, written together."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from mfa_pipeline.adapters.sql_models import FactorRow, WebAuthnCredentialRow
+from mfa_pipeline.adapters.sql_repository import translate_db_errors
+from mfa_pipeline.domain.challenges import FactorType
+from mfa_pipeline.domain.errors import FactorExistsError
+from mfa_pipeline.domain.factors import FactorStatus
+from mfa_pipeline.domain.webauthn import WebAuthnCredential
+from mfa_pipeline.ports import WebAuthnCredentialRepository
+
+if TYPE_CHECKING:
+    from mfa_pipeline.domain.factors import Factor
+
+_CREDENTIALS = cast("sa.Table", WebAuthnCredentialRow.__table__)
+_FACTORS = cast("sa.Table", FactorRow.__table__)
+
+# Credentials of active factors, with the factor's name and creation time.
+_SELECT = (
+    sa.select(
+        *_CREDENTIALS.c,
+        _FACTORS.c.label,
+        _FACTORS.c.created_at,
+    )
+    .select_from(_CREDENTIALS.join(_FACTORS, _FACTORS.c.factor_id == _CREDENTIALS.c.factor_id))
+    .where(_FACTORS.c.status == FactorStatus.ACTIVE.value)
+)
+
+
+def _credential(row: sa.Row[Any] | Any) -> WebAuthnCredential:
+    return WebAuthnCredential(
+        factor_id=row.factor_id,
+        user_id=row.user_id,
+        credential_id=row.credential_id,
+        public_key=row.public_key,
+        sign_count=row.sign_count,
+        transports=tuple(t for t in row.transports.split(",") if t),
+        aaguid=row.aaguid,
+        backup_eligible=row.backup_eligible,
+        backed_up=row.backed_up,
+        name=row.label or "",
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+    )
+
+
+class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    @translate_db_errors
+    def add(self, factor: Factor, credential: WebAuthnCredential) -> None:
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    sa.insert(_FACTORS).values(
+                        factor_id=factor.factor_id,
+                        user_id=factor.user_id,
+                        type=FactorType.WEBAUTHN.value,
+                        status=factor.status.value,
+                        label=credential.name,
+                        created_at=factor.created_at,
+                        activated_at=factor.activated_at,
+                    )
+                )
+                connection.execute(
+                    sa.insert(_CREDENTIALS).values(
+                        factor_id=credential.factor_id,
+                        user_id=credential.user_id,
+                        credential_id=credential.credential_id,
+                        public_key=credential.public_key,
+                        sign_count=credential.sign_count,
+                        transports=",".join(credential.transports),
+                        aaguid=credential.aaguid,
+                        backup_eligible=credential.backup_eligible,
+                        backed_up=credential.backed_up,
+                        last_used_at=None,
+                    )
+                )
+        except IntegrityError as exc:
+            raise FactorExistsError("That passkey or security key is already registered.") from exc
+
+    @translate_db_errors
+    def for_user(self, user_id: str) -> list[WebAuthnCredential]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                _SELECT.where(_CREDENTIALS.c.user_id == user_id).order_by(
+                    _FACTORS.c.created_at, _FACTORS.c.factor_id
+                )
+            )
+            return [_credential(r) for r in rows]
+
+    @translate_db_errors
+    def find(self, user_id: str, credential_id: str) -> WebAuthnCredential | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                _SELECT.where(
+                    _CREDENTIALS.c.credential_id == credential_id,
+                    _CREDENTIALS.c.user_id == user_id,
+                )
+            ).first()
+            return None if row is None else _credential(row)
+
+    @translate_db_errors
+    def record_use(
+        self, factor_id: str, *, previous: int, sign_count: int, backed_up: bool, now: float
+    ) -> bool:
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                sa.update(_CREDENTIALS)
+                .where(
+                    _CREDENTIALS.c.factor_id == factor_id,
+                    _CREDENTIALS.c.sign_count == previous,
+                )
+                .values(sign_count=sign_count, backed_up=backed_up, last_used_at=now)
+            )
+            return result.rowcount == 1
+
+    @translate_db_errors
+    def rename(self, user_id: str, factor_id: str, name: str) -> bool:
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                sa.update(_FACTORS)
+                .where(_FACTORS.c.factor_id == factor_id, _FACTORS.c.user_id == user_id)
+                .values(label=name)
+            )
+            return result.rowcount == 1
