@@ -24,6 +24,7 @@ from mfa_pipeline.client.errors import (
     FactorStateError,
     ForbiddenError,
     InvalidCodeError,
+    InvalidCredentialError,
     InvalidPhoneError,
     InvalidRequestError,
     InvalidSignatureError,
@@ -58,6 +59,8 @@ from mfa_pipeline.client.models import (
     TotpEnrollment,
     User,
     Verification,
+    WebAuthnOptions,
+    WebAuthnRegistration,
 )
 
 __all__ = [
@@ -81,6 +84,7 @@ __all__ = [
     "FirmPolicy",
     "ForbiddenError",
     "InvalidCodeError",
+    "InvalidCredentialError",
     "InvalidPhoneError",
     "InvalidRequestError",
     "InvalidSignatureError",
@@ -106,4 +110,6 @@ __all__ = [
     "User",
     "Verification",
     "WaitTimeoutError",
+    "WebAuthnOptions",
+    "WebAuthnRegistration",
 ]

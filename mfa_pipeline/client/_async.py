@@ -38,6 +38,8 @@ if TYPE_CHECKING:
         TotpEnrollment,
         User,
         Verification,
+        WebAuthnOptions,
+        WebAuthnRegistration,
     )
 
 
@@ -243,6 +245,32 @@ class AsyncMfaClient:
         self, challenge_id: str, code: str, *, remember_device: bool = False
     ) -> Verification:
         return await self._run(calls.verify(challenge_id, code, remember_device))
+
+    async def verify_webauthn(
+        self, challenge_id: str, credential: dict[str, Any], *, remember_device: bool = False
+    ) -> Verification:
+        """Answer a `webauthn` challenge with the browser's assertion (`credential.toJSON()`)."""
+        return await self._run(calls.verify_webauthn(challenge_id, credential, remember_device))
+
+    # --- passkeys and security keys ------------------------------------------------------------
+
+    async def webauthn_options(self, user_id: str, *, name: str | None = None) -> WebAuthnOptions:
+        """Creation options to hand the browser; register its answer within 5 minutes."""
+        return await self._run(calls.webauthn_options(user_id, name))
+
+    async def register_webauthn(
+        self,
+        user_id: str,
+        registration_id: str,
+        credential: dict[str, Any],
+        *,
+        name: str | None = None,
+    ) -> WebAuthnRegistration:
+        """Store the browser's new credential (`credential.toJSON()` of `create()`)."""
+        return await self._run(calls.register_webauthn(user_id, registration_id, credential, name))
+
+    async def rename_factor(self, user_id: str, factor_id: str, name: str) -> Factor:
+        return await self._run(calls.rename_factor(user_id, factor_id, name))
 
     async def resend(self, challenge_id: str) -> Challenge:
         return await self._run(calls.resend(challenge_id))

@@ -35,6 +35,8 @@ from mfa_pipeline.client.models import (
     TotpEnrollment,
     User,
     Verification,
+    WebAuthnOptions,
+    WebAuthnRegistration,
 )
 
 if TYPE_CHECKING:
@@ -320,6 +322,53 @@ def verify(challenge_id: str, code: str, remember_device: bool) -> Call[Verifica
         f"/v1/challenges/{_seg(challenge_id)}/verify",
         _model(Verification),
         json={"code": code, "remember_device": remember_device},
+    )
+
+
+def verify_webauthn(
+    challenge_id: str, credential: dict[str, Any], remember_device: bool
+) -> Call[Verification]:
+    return Call(
+        "POST",
+        f"/v1/challenges/{_seg(challenge_id)}/verify",
+        _model(Verification),
+        json={"credential": credential, "remember_device": remember_device},
+    )
+
+
+# --- passkeys and security keys ---------------------------------------------------------------
+
+
+def webauthn_options(user_id: str, name: str | None) -> Call[WebAuthnOptions]:
+    body = {} if name is None else {"name": name}
+    return Call(
+        "POST",
+        f"/v1/users/{_seg(user_id)}/factors/webauthn/options",
+        _model(WebAuthnOptions),
+        json=body,
+    )
+
+
+def register_webauthn(
+    user_id: str, registration_id: str, credential: dict[str, Any], name: str | None
+) -> Call[WebAuthnRegistration]:
+    body: dict[str, Any] = {"registration_id": registration_id, "credential": credential}
+    if name is not None:
+        body["name"] = name
+    return Call(
+        "POST",
+        f"/v1/users/{_seg(user_id)}/factors/webauthn",
+        _model(WebAuthnRegistration),
+        json=body,
+    )
+
+
+def rename_factor(user_id: str, factor_id: str, name: str) -> Call[Factor]:
+    return Call(
+        "PATCH",
+        f"/v1/users/{_seg(user_id)}/factors/{_seg(factor_id)}",
+        _model(Factor),
+        json={"name": name},
     )
 
 

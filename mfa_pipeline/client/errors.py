@@ -93,6 +93,22 @@ class InvalidCodeError(MfaApiError):
         return str(value) if value is not None else None
 
 
+class InvalidCredentialError(MfaApiError):
+    """A WebAuthn response that was refused; `reason` says why (`origin_not_allowed`, ...)."""
+
+    code = "invalid_credential"
+
+    @property
+    def reason(self) -> str | None:
+        value = self.details.get("reason")
+        return str(value) if value is not None else None
+
+    @property
+    def attempts_remaining(self) -> int | None:
+        value = self.details.get("attempts_remaining")
+        return int(value) if value is not None else None
+
+
 class ChallengeExpiredError(MfaApiError):
     code = "challenge_expired"
 
@@ -171,6 +187,7 @@ ERRORS: dict[str, type[MfaApiError]] = {
         NotFoundError,
         InvalidRequestError,
         InvalidCodeError,
+        InvalidCredentialError,
         ChallengeExpiredError,
         ChallengeCompletedError,
         TooManyAttemptsError,

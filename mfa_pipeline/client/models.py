@@ -7,14 +7,14 @@ fields are declared (plus a few documented extras the reference app shows).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 # Statuses after which a challenge never changes again.
 FINAL_STATUSES = frozenset({"verified", "approved", "denied", "expired", "locked", "failed"})
 
-FactorName = Literal["auto", "sms", "push", "totp", "backup_code"]
+FactorName = Literal["auto", "webauthn", "sms", "push", "totp", "backup_code"]
 
 
 class _Model(BaseModel):
@@ -38,6 +38,12 @@ class Factor(_Model):
     phone_masked: str | None = None
     device_name: str | None = None
     platform: str | None = None
+    name: str | None = None  # passkeys and security keys
+    credential_id: str | None = None
+    transports: list[str] | None = None
+    backup_eligible: bool | None = None
+    backed_up: bool | None = None
+    last_used_at: str | None = None
 
 
 class User(_Model):
@@ -139,6 +145,8 @@ class Challenge(_Model):
     attempts_remaining: int | None = None
     delivery: Delivery | None = None
     number_match: str | None = None
+    # WebAuthn: the request options, for `PublicKeyCredential.parseRequestOptionsFromJSON`.
+    public_key: dict[str, Any] | None = None
     trusted_token: str | None = None
     trusted_until: str | None = None
     warning: str | None = None
@@ -160,3 +168,21 @@ class Verification(_Model):
 class PushResponse(_Model):
     challenge_id: str | None = None
     status: Literal["approved", "denied"]
+
+
+class WebAuthnOptions(_Model):
+    """Creation options for `PublicKeyCredential.parseCreationOptionsFromJSON`; valid 5 minutes."""
+
+    registration_id: str
+    public_key: dict[str, Any]
+
+
+class WebAuthnRegistration(_Model):
+    factor_id: str
+    type: Literal["webauthn"] = "webauthn"
+    status: str
+    name: str
+    credential_id: str
+    transports: list[str] = []
+    backup_eligible: bool = False
+    backed_up: bool = False
