@@ -216,8 +216,11 @@ class ChallengeService:
             raise InvalidRequestError(
                 "A code can come with the challenge only for TOTP.", field="code"
             )
-        # A code sent along is a verification too: both windows count, in one round trip.
-        self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
+        # A code sent along is a verification too: both windows count, in one round trip. So
+        # does a WebAuthn login, whose verification windows are counted here rather than at
+        # its verify (an assertion cannot be guessed; its attempts are counted per challenge).
+        verifying = normalized is not None or chosen.type is FactorType.WEBAUTHN
+        self.limits.on_create(user_id, context.ip, now, verifying=verifying)
         challenge = self._new_challenge(user_id, chosen, context, now, ChallengePurpose.LOGIN)
         if chosen.type is FactorType.WEBAUTHN:
             return self._issue_webauthn(challenge, chosen, factors, explicit=factor_id is not None)
@@ -550,7 +553,6 @@ class ChallengeService:
                 "This challenge is answered with a passkey or security key: send `credential`.",
                 field="credential",
             )
-        self.limits.on_verify(challenge.user_id, challenge.context.ip, now)
         try:
             factor_id = self._webauthn.check(challenge, credential, now=now)
             raise_for_blocked(

@@ -347,8 +347,11 @@ class WebAuthnLogins:
         self._miss(challenge, CredentialRejection.COUNTER_REGRESSED, now, stored.factor_id)
 
     def succeeded(self, challenge: Challenge) -> None:
-        """After the challenge is verified: its ceremony state goes, a budget lock lifts."""
-        self._ceremony_store.take(_login_key(challenge.challenge_id))
+        """After the challenge is verified: a failure-budget lock lifts.
+
+        The ceremony state is left to expire with the challenge: a verified challenge refuses
+        every later answer before the state is read.
+        """
         self._failure_budget.lift_after_webauthn_login(
             user_id=challenge.user_id, challenge_id=challenge.challenge_id
         )
