@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import hmac
+import json
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from mfa_pipeline.client import (
     ChallengeCompletedError,
     ChallengeExpiredError,
     InvalidCodeError,
+    InvalidCredentialError,
     InvalidPhoneError,
     MfaApiError,
     MfaClientError,
@@ -61,6 +63,20 @@ class DemoConfig:
     store: PasswordStore = field(default_factory=demo_store)
     secure_cookies: bool = False  # True behind HTTPS
     startup_timeout: float = 30.0
+
+
+class PasskeyRefused(Exception):  # noqa: N818 - a message for the page's script
+    pass
+
+
+def _passkey_error(exc: MfaApiError) -> str:
+    if isinstance(exc, InvalidCredentialError) and exc.reason == "origin_not_allowed":
+        return "This passkey was offered to a site we do not know. Sign in on our own page."
+    if isinstance(exc, TooManyAttemptsError | ChallengeExpiredError):
+        return "Too many tries, or too slow. Press the button to try again."
+    if isinstance(exc, NotFoundError):
+        return "That took too long. Press the button to try again."
+    return f"That passkey could not be used: {exc.message}"
 
 
 class Redirect(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -243,6 +259,8 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
             "factors": sorted({f.type for f in pre.factors}),
             "phone": next((f.phone_masked for f in pre.factors if f.type == "sms"), None),
         }
+        if pre.has("webauthn"):  # the one that cannot be phished comes first
+            raise Redirect("/login/passkey")
         if pre.has("push"):
             return await _start_push(request)
         raise Redirect("/login/code")
@@ -269,6 +287,61 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
+
+    # --- second step: passkeys and security keys ---------------------------------------------
+
+    async def _json(request: Request) -> dict[str, Any]:
+        """A JSON body from this app's own script, CSRF-checked through a header."""
+        body = await request.body()
+        token = request.headers.get("x-csrf-token", "")
+        if len(body) > MAX_FORM_BYTES or not hmac.compare_digest(token, _session(request).csrf):
+            raise PasskeyRefused("That page had expired. Reload it and try again.")
+        try:
+            parsed = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise PasskeyRefused("The browser sent something we could not read.") from exc
+        if not isinstance(parsed, dict):
+            raise PasskeyRefused("The browser sent something we could not read.")
+        return parsed
+
+    @app.exception_handler(PasskeyRefused)
+    async def passkey_refused(_: Request, exc: Exception) -> Response:
+        return JSONResponse({"message": str(exc)}, status_code=400)
+
+    @app.get("/login/passkey")
+    async def passkey_page(request: Request) -> Response:
+        step = _second_step(request)
+        return render(request, "passkey.html", step=step)
+
+    @app.post("/login/passkey/options")
+    async def passkey_options(request: Request) -> Response:
+        await _json(request)
+        step = _second_step(request)
+        challenge = await _mfa(request).create_challenge(
+            _session(request).pending_user or "", factor="webauthn", context=_context(request)
+        )
+        step["passkey_challenge"] = challenge.challenge_id
+        return JSONResponse({"public_key": challenge.public_key})
+
+    @app.post("/login/passkey")
+    async def passkey_login(request: Request) -> Response:
+        body = await _json(request)
+        step = _second_step(request)
+        if "passkey_challenge" not in step or not isinstance(body.get("credential"), dict):
+            raise PasskeyRefused("Start again: press the button.")
+        try:
+            verified = await _mfa(request).verify_webauthn(
+                step.pop("passkey_challenge"),
+                body["credential"],
+                remember_device=body.get("remember") is True,
+            )
+        except (InvalidCredentialError, TooManyAttemptsError, ChallengeExpiredError) as exc:
+            raise PasskeyRefused(_passkey_error(exc)) from exc
+        redirect = _finish(request, _session(request).pending_user or "", verified.trusted_token)
+        answer = JSONResponse({"next": "/"})
+        if "set-cookie" in redirect.headers:
+            answer.headers.append("set-cookie", redirect.headers["set-cookie"])
+        return answer
 
     # --- second step: push -------------------------------------------------------------------
 
@@ -436,6 +509,37 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
 
     # --- security settings -------------------------------------------------------------------
 
+    @app.post("/settings/passkeys/options")
+    async def add_passkey_options(request: Request) -> Response:
+        body = await _json(request)
+        account = _signed_in(request)
+        if not _session(request).recently_reauthenticated:
+            raise PasskeyRefused("Confirm your password first, then add the passkey.")
+        name = str(body.get("name") or "")[:64] or None
+        start = await _mfa(request).webauthn_options(account.username, name=name)
+        return JSONResponse(
+            {"registration_id": start.registration_id, "public_key": start.public_key}
+        )
+
+    @app.post("/settings/passkeys")
+    async def add_passkey(request: Request) -> Response:
+        body = await _json(request)
+        account = _signed_in(request)
+        credential = body.get("credential")
+        if not isinstance(credential, dict):
+            raise PasskeyRefused("The browser sent no passkey.")
+        name = str(body.get("name") or "")[:64] or None
+        try:
+            added = await _mfa(request).register_webauthn(
+                account.username, str(body.get("registration_id", "")), credential, name=name
+            )
+        except (InvalidCredentialError, NotFoundError) as exc:
+            raise PasskeyRefused(_passkey_error(exc)) from exc
+        session = _session(request)
+        session.must_enroll = False
+        session.flash(f"Passkey “{added.name}” added. You can use it to sign in.")
+        return JSONResponse({"factor_id": added.factor_id})
+
     @app.get("/settings/security")
     async def security(request: Request) -> Response:
         account = _signed_in(request)
@@ -443,7 +547,10 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
             user = await _mfa(request).get_user(account.username)
         except NotFoundError:
             user = None
-        return render(request, "security.html", me=account, user=user)
+        reauthenticated = _session(request).recently_reauthenticated
+        return render(
+            request, "security.html", me=account, user=user, reauthenticated=reauthenticated
+        )
 
     @app.get("/settings/reauth")
     async def reauth_page(request: Request) -> Response:

@@ -69,9 +69,10 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 class DemoServer:
     """The demo app on a loopback port, in a thread, pointed at the test's API server."""
 
-    def __init__(self, api_url: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, api_url: str, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.port = port or free_port()
+        # `localhost` where passkeys are tried: a secure context whose name can be an RP ID.
+        self.url = f"http://{host}:{self.port}"
         app = create_app(DemoConfig(api_url=api_url, api_key=MANAGE_KEY, startup_timeout=10))
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
         self.server = uvicorn.Server(config)
