@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import httpx
 
     from mfa_pipeline.bootstrap import Container
-    from mfa_pipeline.clock import FrozenClock
+    from tests.doubles.clock import FrozenClock
 
 
 def create_user(api: httpx.Client, firm_id: str = "firm-wa") -> str:
