@@ -113,6 +113,24 @@ class VerifiedRegistration:
     backup_eligible: bool
     backed_up: bool
 
+    def stored_as(
+        self, *, factor_id: str, user_id: str, name: str, created_at: float
+    ) -> WebAuthnCredential:
+        """The credential as kept for the factor it becomes."""
+        return WebAuthnCredential(
+            factor_id=factor_id,
+            user_id=user_id,
+            credential_id=self.credential_id,
+            public_key=self.public_key,
+            sign_count=self.sign_count,
+            transports=self.transports,
+            aaguid=self.aaguid,
+            backup_eligible=self.backup_eligible,
+            backed_up=self.backed_up,
+            name=name,
+            created_at=created_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class VerifiedAssertion:

@@ -192,18 +192,8 @@ class WebAuthnEnrollment:
             activated_at=now,
             label=clean_name(name) if name else state["name"],
         )
-        stored = WebAuthnCredential(
-            factor_id=factor.factor_id,
-            user_id=user_id,
-            credential_id=verified.credential_id,
-            public_key=verified.public_key,
-            sign_count=verified.sign_count,
-            transports=verified.transports,
-            aaguid=verified.aaguid,
-            backup_eligible=verified.backup_eligible,
-            backed_up=verified.backed_up,
-            name=factor.label or "",
-            created_at=now,
+        stored = verified.stored_as(
+            factor_id=factor.factor_id, user_id=user_id, name=factor.label or "", created_at=now
         )
         self._credentials.add(factor, stored)
         self._auditor.record(

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import pyotp
 import pytest
 import sqlalchemy as sa
 
+from tests.e2e.test_login_flows import enroll_totp
 from tests.fakes.soft_authenticator import SoftAuthenticator, b64url
 from tests.fixtures.pipeline import new_user_id
 
@@ -51,6 +51,22 @@ def register(
     assert answer.status_code == 201, answer.text
     body: dict[str, Any] = answer.json()
     return body
+
+
+def user_with_key(api: httpx.Client, **key_options: Any) -> tuple[str, SoftAuthenticator]:
+    user_id = create_user(api)
+    key = SoftAuthenticator(**key_options)
+    register(api, user_id, key)
+    return user_id, key
+
+
+def post_registration(
+    api: httpx.Client, user_id: str, start: dict[str, Any], credential: Any
+) -> httpx.Response:
+    return api.post(
+        f"/v1/users/{user_id}/factors/webauthn",
+        json={"registration_id": start["registration_id"], "credential": credential},
+    )
 
 
 def challenge(api: httpx.Client, user_id: str, factor: str = "webauthn") -> dict[str, Any]:
@@ -141,11 +157,7 @@ def test_an_administrators_reset_removes_the_users_keys(
     firm = new_user_id()
     admin = create_user(api, firm)
     api.put(f"/v1/users/{admin}", json={"firm_id": firm, "role": "admin"})
-    secret = api.post(f"/v1/users/{admin}/factors/totp").json()
-    api.post(
-        f"/v1/users/{admin}/factors/{secret['factor_id']}/activate",
-        json={"code": pyotp.TOTP(secret["secret"]).at(clock.now())},
-    )
+    enroll_totp(api, clock, admin)
     user_id = create_user(api, firm)
     key = SoftAuthenticator()
     register(api, user_id, key)
@@ -180,12 +192,8 @@ def test_registration_options_expire_after_five_minutes(
     key = f"{container.settings.key_prefix}:wa:reg:{user_id}:{start['registration_id']}"
     assert 295_000 <= container.redis.pttl(key) <= 300_000
     container.redis.pexpire(key, 1)  # what 5 minutes do, without waiting for them
-    expired = api.post(
-        f"/v1/users/{user_id}/factors/webauthn",
-        json={
-            "registration_id": start["registration_id"],
-            "credential": SoftAuthenticator().create(start["public_key"]),
-        },
+    expired = post_registration(
+        api, user_id, start, SoftAuthenticator().create(start["public_key"])
     )
     assert expired.status_code == 404
     assert stored_credentials(container) == 0
@@ -196,22 +204,12 @@ def test_another_users_registration_id_is_not_found_and_stays_usable_by_its_owne
 ) -> None:
     owner, intruder = create_user(api), create_user(api)
     start = options(api, owner)
-    stolen = api.post(
-        f"/v1/users/{intruder}/factors/webauthn",
-        json={
-            "registration_id": start["registration_id"],
-            "credential": SoftAuthenticator().create(start["public_key"]),
-        },
+    stolen = post_registration(
+        api, intruder, start, SoftAuthenticator().create(start["public_key"])
     )
     assert stolen.status_code == 404
     assert stored_credentials(container) == 0
-    owned = api.post(
-        f"/v1/users/{owner}/factors/webauthn",
-        json={
-            "registration_id": start["registration_id"],
-            "credential": SoftAuthenticator().create(start["public_key"]),
-        },
-    )
+    owned = post_registration(api, owner, start, SoftAuthenticator().create(start["public_key"]))
     assert owned.status_code == 201
 
 
@@ -238,12 +236,8 @@ def test_a_registration_that_fails_a_check_is_refused_with_its_reason_and_nothin
 ) -> None:
     user_id = create_user(api)
     start = options(api, user_id)
-    refused = api.post(
-        f"/v1/users/{user_id}/factors/webauthn",
-        json={
-            "registration_id": start["registration_id"],
-            "credential": authenticator.create(start["public_key"], **tamper),
-        },
+    refused = post_registration(
+        api, user_id, start, authenticator.create(start["public_key"], **tamper)
     )
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["code"] == "invalid_credential"
@@ -293,10 +287,7 @@ def test_a_bad_base64url_field_inside_the_response_is_named(api: httpx.Client) -
     credential["response"]["attestationObject"] = (
         "%%%" + credential["response"]["attestationObject"]
     )
-    refused = api.post(
-        f"/v1/users/{user_id}/factors/webauthn",
-        json={"registration_id": start["registration_id"], "credential": credential},
-    )
+    refused = post_registration(api, user_id, start, credential)
     assert refused.status_code == 400
     assert refused.json()["error"]["reason"] == "malformed"
     assert refused.json()["error"]["field"] == "response.attestationObject"
@@ -309,10 +300,7 @@ def test_oversized_json_is_refused_before_it_is_read(
     start = options(api, user_id)
     credential = SoftAuthenticator().create(start["public_key"])
     credential["response"]["clientDataJSON"] = "A" * 20_000
-    refused = api.post(
-        f"/v1/users/{user_id}/factors/webauthn",
-        json={"registration_id": start["registration_id"], "credential": credential},
-    )
+    refused = post_registration(api, user_id, start, credential)
     assert refused.status_code == 413
     assert refused.json()["error"]["code"] == "payload_too_large"
     assert stored_credentials(container) == 0
@@ -323,13 +311,7 @@ def test_the_same_key_cannot_be_registered_twice(api: httpx.Client, container: C
     key = SoftAuthenticator()
     register(api, user_id, key)
     start = options(api, other)
-    again = api.post(
-        f"/v1/users/{other}/factors/webauthn",
-        json={
-            "registration_id": start["registration_id"],
-            "credential": key.create(start["public_key"]),
-        },
-    )
+    again = post_registration(api, other, start, key.create(start["public_key"]))
     assert again.status_code == 409
     assert stored_credentials(container) == 1
 
@@ -364,11 +346,7 @@ def test_auto_picks_webauthn_first_and_preauth_lists_it(
     api: httpx.Client, clock: FrozenClock
 ) -> None:
     user_id = create_user(api)
-    secret = api.post(f"/v1/users/{user_id}/factors/totp").json()
-    api.post(
-        f"/v1/users/{user_id}/factors/{secret['factor_id']}/activate",
-        json={"code": pyotp.TOTP(secret["secret"]).at(clock.now())},
-    )
+    enroll_totp(api, clock, user_id)
     assert challenge(api, user_id, "auto")["factor"] == "totp"
     register(api, user_id, SoftAuthenticator())
     pre = api.post("/v1/preauth", json={"user_id": user_id}).json()
@@ -384,11 +362,7 @@ def test_a_firm_may_allow_webauthn_alone(api: httpx.Client, clock: FrozenClock) 
     admin = create_user(api, firm)
     api.put(f"/v1/users/{admin}", json={"firm_id": firm, "role": "admin"})
     register(api, admin, SoftAuthenticator())
-    secret = api.post(f"/v1/users/{admin}/factors/totp").json()
-    api.post(
-        f"/v1/users/{admin}/factors/{secret['factor_id']}/activate",
-        json={"code": pyotp.TOTP(secret["secret"]).at(clock.now())},
-    )
+    enroll_totp(api, clock, admin)
     policy = api.put(
         f"/v1/firms/{firm}/policy",
         json={"actor_id": admin, "require_mfa": True, "allowed_factors": ["webauthn"]},
@@ -410,9 +384,7 @@ def test_a_firm_may_allow_webauthn_alone(api: httpx.Client, clock: FrozenClock) 
 def test_a_counter_that_goes_backwards_is_refused_and_audited_as_a_clone(
     api: httpx.Client,
 ) -> None:
-    user_id = create_user(api)
-    key = SoftAuthenticator()
-    register(api, user_id, key)
+    user_id, key = user_with_key(api)
     first = challenge(api, user_id)
     assert verify(api, first["challenge_id"], key.get(first["public_key"])).status_code == 200
     # A copy of the key, made before that login, still counts from where it was.
@@ -432,9 +404,7 @@ def test_a_counter_that_goes_backwards_is_refused_and_audited_as_a_clone(
 
 
 def test_two_logins_open_at_once_both_verify_whatever_the_order(api: httpx.Client) -> None:
-    user_id = create_user(api)
-    key = SoftAuthenticator()
-    register(api, user_id, key)
+    user_id, key = user_with_key(api)
     first, second = challenge(api, user_id), challenge(api, user_id)
     earlier = key.get(first["public_key"])
     later = key.get(second["public_key"])
@@ -475,9 +445,7 @@ def test_authenticators_whose_counter_stays_zero_keep_working(api: httpx.Client)
 
 
 def test_an_assertion_cannot_be_replayed_on_its_challenge_or_a_new_one(api: httpx.Client) -> None:
-    user_id = create_user(api)
-    key = SoftAuthenticator()
-    register(api, user_id, key)
+    user_id, key = user_with_key(api)
     first = challenge(api, user_id)
     assertion = key.get(first["public_key"])
     assert verify(api, first["challenge_id"], assertion).status_code == 200
@@ -514,9 +482,7 @@ def test_another_users_credential_is_refused_and_uses_an_attempt(api: httpx.Clie
 def test_an_assertion_that_fails_a_check_is_refused_with_its_reason(
     api: httpx.Client, tamper: dict[str, str], reason: str
 ) -> None:
-    user_id = create_user(api)
-    key = SoftAuthenticator()
-    register(api, user_id, key)
+    user_id, key = user_with_key(api)
     started = challenge(api, user_id)
     refused = verify(api, started["challenge_id"], key.get(started["public_key"], **tamper))
     assert refused.status_code == 400, refused.text
@@ -528,9 +494,7 @@ def test_an_assertion_that_fails_a_check_is_refused_with_its_reason(
 
 
 def test_an_assertion_without_user_verification_is_refused(api: httpx.Client) -> None:
-    user_id = create_user(api)
-    key = SoftAuthenticator()
-    register(api, user_id, key)
+    user_id, key = user_with_key(api)
     key.user_verified = False
     started = challenge(api, user_id)
     refused = verify(api, started["challenge_id"], key.get(started["public_key"]))
@@ -539,9 +503,7 @@ def test_an_assertion_without_user_verification_is_refused(api: httpx.Client) ->
 
 
 def test_a_forged_signature_is_refused(api: httpx.Client) -> None:
-    user_id = create_user(api)
-    key = SoftAuthenticator()
-    register(api, user_id, key)
+    user_id, key = user_with_key(api)
     impostor = SoftAuthenticator(credential_id=key.credential_id)  # same id, another key
     started = challenge(api, user_id)
     refused = verify(api, started["challenge_id"], impostor.get(started["public_key"]))
@@ -550,9 +512,7 @@ def test_a_forged_signature_is_refused(api: httpx.Client) -> None:
 
 
 def test_malformed_assertions_do_not_use_attempts(api: httpx.Client) -> None:
-    user_id = create_user(api)
-    key = SoftAuthenticator()
-    register(api, user_id, key)
+    user_id, key = user_with_key(api)
     started = challenge(api, user_id)
     good = key.get(started["public_key"])
     bad_base64 = json.loads(json.dumps(good))
@@ -568,9 +528,7 @@ def test_malformed_assertions_do_not_use_attempts(api: httpx.Client) -> None:
 
 
 def test_five_refused_assertions_lock_the_challenge(api: httpx.Client) -> None:
-    user_id = create_user(api)
-    key = SoftAuthenticator()
-    register(api, user_id, key)
+    user_id, key = user_with_key(api)
     started = challenge(api, user_id)
     phished = key.get(started["public_key"], origin="https://evil.example")
     statuses = [verify(api, started["challenge_id"], phished).status_code for _ in range(5)]
@@ -589,11 +547,7 @@ def test_a_webauthn_challenge_wants_a_credential_and_a_code_challenge_a_code(
     missing = api.post(f"/v1/challenges/{started['challenge_id']}/verify", json={"code": "123456"})
     assert missing.status_code == 422
     assert missing.json()["error"]["field"] == "credential"
-    secret = api.post(f"/v1/users/{user_id}/factors/totp").json()
-    api.post(
-        f"/v1/users/{user_id}/factors/{secret['factor_id']}/activate",
-        json={"code": pyotp.TOTP(secret["secret"]).at(clock.now())},
-    )
+    enroll_totp(api, clock, user_id)
     totp = challenge(api, user_id, "totp")
     no_code = api.post(f"/v1/challenges/{totp['challenge_id']}/verify", json={})
     assert no_code.status_code == 422

@@ -132,18 +132,13 @@ class SoftAuthenticator:
         client_data = self._client_data(
             "webauthn.create", challenge or options["challenge"], origin
         )
-        return {
-            "id": self.id,
-            "rawId": self.id,
-            "type": "public-key",
-            "authenticatorAttachment": "platform",
-            "clientExtensionResults": {},
-            "response": {
+        return self._json(
+            {
                 "clientDataJSON": b64url(client_data),
                 "attestationObject": b64url(attestation),
                 "transports": list(self.transports),
-            },
-        }
+            }
+        )
 
     def get(
         self,
@@ -164,15 +159,21 @@ class SoftAuthenticator:
         signature = self.key.sign(
             auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
         )
+        return self._json(
+            {
+                "clientDataJSON": b64url(client_data),
+                "authenticatorData": b64url(auth_data),
+                "signature": b64url(signature),
+            }
+        )
+
+    def _json(self, response: dict[str, Any]) -> dict[str, Any]:
+        """The PublicKeyCredential around `response`, as `toJSON()` gives it."""
         return {
             "id": self.id,
             "rawId": self.id,
             "type": "public-key",
             "authenticatorAttachment": "platform",
             "clientExtensionResults": {},
-            "response": {
-                "clientDataJSON": b64url(client_data),
-                "authenticatorData": b64url(auth_data),
-                "signature": b64url(signature),
-            },
+            "response": response,
         }

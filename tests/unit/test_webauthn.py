@@ -23,19 +23,7 @@ RP = PyWebAuthnCeremony(rp_id="localhost", rp_name="Test", origins=[ORIGIN])
 def registered(key: SoftAuthenticator) -> WebAuthnCredential:
     options = RP.registration_options(user_handle=user_handle("u1"), user_name="u1", exclude=[])
     verified = RP.verify_registration(key.create(options.public_key), challenge=options.challenge)
-    return WebAuthnCredential(
-        factor_id="f_1",
-        user_id="u1",
-        credential_id=verified.credential_id,
-        public_key=verified.public_key,
-        sign_count=verified.sign_count,
-        transports=verified.transports,
-        aaguid=verified.aaguid,
-        backup_eligible=verified.backup_eligible,
-        backed_up=verified.backed_up,
-        name="k",
-        created_at=0.0,
-    )
+    return verified.stored_as(factor_id="f_1", user_id="u1", name="k", created_at=0.0)
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,11 @@ browser (`parseCreationOptionsFromJSON`, `credential.toJSON()`).
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 
 from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
+from mfa_pipeline.api.routes.users import FactorIdPath, UserIdPath
 from mfa_pipeline.api.schemas import (
-    ID_PATTERN,
     ErrorOut,
     FactorOut,
     RenameFactorBody,
@@ -25,8 +23,6 @@ from mfa_pipeline.api.views import factor_out
 from mfa_pipeline.domain.challenges import RequestContext
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses={401: {"model": ErrorOut}})
-UserIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
-FactorIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 def _context(request: Request, app: str) -> RequestContext:
