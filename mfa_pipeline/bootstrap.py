@@ -361,7 +361,6 @@ def bootstrap(
         metrics=metrics,
         webauthn=WebAuthnLogins(
             credentials=webauthn_credentials,
-            ceremony_store=ceremony_store,
             ceremony=ceremony,
             store=store,
             auditor=auditor,

@@ -446,7 +446,7 @@ class WebAuthnCredentialRepository(abc.ABC):
 
 
 class WebAuthnCeremonyStore(abc.ABC):
-    """Short-lived ceremony state shared by every API process (registration options, challenges)."""
+    """Short-lived ceremony state shared by every API process (registration options)."""
 
     @abc.abstractmethod
     def put(self, key: str, value: str, *, ttl_seconds: float) -> None: ...

@@ -208,6 +208,7 @@ class RedisChallengeStore(ChallengeStore):
             "dupd": c.delivery.updated_at,
             "lrs": c.last_resend_at,
             "done": c.completed_at,
+            "wa": c.ceremony,
         }
         fields.update({name: value for name, value in optional.items() if value is not None})
         flat: list[str | int | float] = []
@@ -259,6 +260,7 @@ class RedisChallengeStore(ChallengeStore):
             completed_at=_opt_float(raw.get("done")),
             number_match=raw.get("nm") or None,
             fraud_reported=raw.get("fraud") == "1",
+            ceremony=raw.get("wa") or None,
         )
 
     def _run(self, script: Any, challenge_id: str, *args: object) -> StoreResult:

@@ -114,6 +114,8 @@ class Challenge:
     completed_at: float | None = None
     number_match: str | None = None
     fraud_reported: bool = False  # the user answered a push "not me"
+    # WebAuthn: the ceremony's state (its challenge, the allowed credentials), opaque here.
+    ceremony: str | None = None
 
     @property
     def attempts_remaining(self) -> int:

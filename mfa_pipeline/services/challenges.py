@@ -266,8 +266,10 @@ class ChallengeService:
         )
         # Without an explicit choice any of the user's credentials may answer: the factor
         # used is known (and recorded) only once the assertion is checked.
-        challenge = replace(challenge, factor_id=chosen.factor_id if explicit else None)
-        public_key = self._webauthn.begin(challenge, allowed)
+        public_key, ceremony = self._webauthn.begin(user_id=challenge.user_id, allowed=allowed)
+        challenge = replace(
+            challenge, factor_id=chosen.factor_id if explicit else None, ceremony=ceremony
+        )
         self._store.create(challenge)
         self._after_create(challenge)
         return ChallengeView(challenge, challenge.status, public_key=public_key)

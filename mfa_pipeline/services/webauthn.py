@@ -2,8 +2,8 @@
 
 Each credential is a factor of type `webauthn` (listed, renamed and removed with the others,
 removed by an administrator's reset) with its key and counter beside it. The ceremonies are
-checked behind the `WebAuthnCeremony` port; ceremony state lives in the shared short-lived
-store, registration options for 5 minutes and single use.
+checked behind the `WebAuthnCeremony` port. Registration options live in the shared
+short-lived store for 5 minutes, single use; a login's state is kept with its challenge.
 """
 
 from __future__ import annotations
@@ -73,10 +73,6 @@ def _unb64(text: str) -> bytes:
 def _registration_key(user_id: str, registration_id: str) -> str:
     # The user is part of the key: another user's registration id is simply not found.
     return f"reg:{user_id}:{registration_id}"
-
-
-def _login_key(challenge_id: str) -> str:
-    return f"login:{challenge_id}"
 
 
 class FailureBudgetHook(abc.ABC):
@@ -239,37 +235,33 @@ class WebAuthnLogins:
         self,
         *,
         credentials: WebAuthnCredentialRepository,
-        ceremony_store: WebAuthnCeremonyStore,
         ceremony: WebAuthnCeremony,
         store: ChallengeStore,
         auditor: Auditor,
         failure_budget: FailureBudgetHook,
     ) -> None:
         self._credentials = credentials
-        self._ceremony_store = ceremony_store
         self._ceremony = ceremony
         self._store = store
         self._auditor = auditor
         self._failure_budget = failure_budget
 
-    def begin(self, challenge: Challenge, allowed: list[Factor]) -> dict[str, Any]:
-        """Request options naming the allowed credentials; their challenge lives as long."""
+    def begin(self, *, user_id: str, allowed: list[Factor]) -> tuple[dict[str, Any], str]:
+        """Request options naming the allowed credentials, and the state the check needs.
+
+        The state is stored with the login challenge (one write, read back with it): its
+        WebAuthn challenge and the allowed credentials, so the check needs no SQL read. The
+        counter's conditional update still reads the row as it is then (removed, or used by
+        another login meanwhile).
+        """
         ids = {f.factor_id for f in allowed}
-        usable = [c for c in self._credentials.for_user(challenge.user_id) if c.factor_id in ids]
+        usable = [c for c in self._credentials.for_user(user_id) if c.factor_id in ids]
         options = self._ceremony.authentication_options(usable)
-        # The allowed credentials travel with the challenge: the check needs no SQL read. The
-        # counter's conditional update still reads the row as it is then (removed, or used by
-        # another login meanwhile).
         state = {
             "challenge": _b64(options.challenge),
             "credentials": [dataclasses.asdict(c) for c in usable],
         }
-        self._ceremony_store.put(
-            _login_key(challenge.challenge_id),
-            json.dumps(state),
-            ttl_seconds=challenge.expires_at - challenge.created_at,
-        )
-        return options.public_key
+        return options.public_key, json.dumps(state)
 
     def check(self, challenge: Challenge, credential: Mapping[str, object], *, now: float) -> str:
         """Check an assertion on a pending challenge; return the factor id of the key used.
@@ -278,10 +270,9 @@ class WebAuthnLogins:
         any other refusal uses one (and locks the challenge at the limit).
         """
         credential_id = self._ceremony.credential_id(credential, registration=False)
-        raw = self._ceremony_store.get(_login_key(challenge.challenge_id))
-        if raw is None:
+        if challenge.ceremony is None:
             raise ChallengeExpiredError("This challenge has expired; start a new one.")
-        state = json.loads(raw)
+        state = json.loads(challenge.ceremony)
         allowed = {
             c["credential_id"]: WebAuthnCredential(**{**c, "transports": tuple(c["transports"])})
             for c in state["credentials"]
@@ -337,11 +328,7 @@ class WebAuthnLogins:
         self._miss(challenge, CredentialRejection.COUNTER_REGRESSED, now, stored.factor_id)
 
     def succeeded(self, challenge: Challenge) -> None:
-        """After the challenge is verified: a failure-budget lock lifts.
-
-        The ceremony state is left to expire with the challenge: a verified challenge refuses
-        every later answer before the state is read.
-        """
+        """After the challenge is verified: a failure-budget lock lifts."""
         self._failure_budget.lift_after_webauthn_login(
             user_id=challenge.user_id, challenge_id=challenge.challenge_id
         )

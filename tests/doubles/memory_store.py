@@ -117,6 +117,7 @@ def _as_stored(challenge: Challenge) -> Challenge:
             error_code=c.delivery.error_code or None,
         ),
         number_match=c.number_match or None,
+        ceremony=c.ceremony or None,
     )
 
 
