@@ -86,7 +86,7 @@ class Seeder:
     def sms_users(self, count: int) -> list[SmsUser]:
         if self._sms_count + count > MAX_SMS_USERS:
             raise ValueError(f"at most {MAX_SMS_USERS} distinct +1201555XXXX numbers")
-        box, now = self._container.secrets, time.time()
+        box, now = self._container.ports.secrets, time.time()
         users, factors = [], []
         for n in range(self._sms_count, self._sms_count + count):
             user = SmsUser(f"bench-sms-{n:05d}", f"+{PHONE_BASE + n}")
@@ -105,7 +105,7 @@ class Seeder:
         return users
 
     def totp_users(self, count: int) -> list[TotpUser]:
-        box, now = self._container.secrets, time.time()
+        box, now = self._container.ports.secrets, time.time()
         users, factors = [], []
         for n in range(self._totp_count, self._totp_count + count):
             user = TotpUser(f"bench-totp-{n:05d}", generate_secret())
@@ -135,10 +135,10 @@ class Seeder:
 
     def _check(self, user_id: str, plaintext: str) -> None:
         """Read one seeded user back the way the services do; fail now rather than mid-bench."""
-        (factor,) = self._container.factors.list_factors(user_id)
+        (factor,) = self._container.ports.factors.list_factors(user_id)
         ciphertext = factor.secret_ciphertext or factor.phone_ciphertext or ""
         context = (totp_context if factor.type is FactorType.TOTP else phone_context)(factor)
-        if not factor.is_active or self._container.secrets.decrypt(ciphertext, context=context) != (
-            plaintext
-        ):
+        if not factor.is_active or self._container.ports.secrets.decrypt(
+            ciphertext, context=context
+        ) != (plaintext):
             raise RuntimeError(f"seeded user {user_id} does not read back as enrolled")

@@ -12,6 +12,8 @@ from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
 from mfa_pipeline.adapters.celery_app import QUEUES, create_producer
 from mfa_pipeline.adapters.celery_publisher import CeleryEventPublisher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, parse_keys
+from mfa_pipeline.adapters.http_webhook import HttpxWebhookSender
+from mfa_pipeline.adapters.phonenumbers_parser import PhonenumbersPhoneNumbers
 from mfa_pipeline.adapters.prometheus_metrics import CeleryQueueDepths, PrometheusMetrics
 from mfa_pipeline.adapters.push_guard import RedisPushGuard
 from mfa_pipeline.adapters.py_webauthn import PyWebAuthnCeremony
@@ -22,6 +24,7 @@ from mfa_pipeline.adapters.redis_store import (
     RedisRateLimiter,
 )
 from mfa_pipeline.adapters.redis_webauthn import RedisWebAuthnCeremonyStore
+from mfa_pipeline.adapters.segno_qr import SegnoQrRenderer
 from mfa_pipeline.adapters.sms_spend import SMS_SPEND_KEY_LABEL, RedisSmsSpendGuard
 from mfa_pipeline.adapters.sql_account import (
     SqlAuditLog,
@@ -47,78 +50,39 @@ from mfa_pipeline.domain.rules import ChallengeRules
 from mfa_pipeline.domain.sms_spend import SmsSpendLimits
 from mfa_pipeline.services.admin import AdminService
 from mfa_pipeline.services.audit import Auditor
-from mfa_pipeline.services.backup_codes import BackupCodeService
-from mfa_pipeline.services.challenges import ChallengeService
-from mfa_pipeline.services.delivery import SmsDeliveryService
-from mfa_pipeline.services.delivery_status import DeliveryStatusService
-from mfa_pipeline.services.enrollment import EnrollmentService
-from mfa_pipeline.services.idempotency import IdempotencyService
-from mfa_pipeline.services.policies import PolicyService
-from mfa_pipeline.services.push import PushAnswers, PushDeliveryService, PushDevices
-from mfa_pipeline.services.sms_spend import SmsSendGate
-from mfa_pipeline.services.sweeps import SweepService
-from mfa_pipeline.services.trusted_sessions import TrustedSessionService
-from mfa_pipeline.services.webauthn import NoFailureBudget, WebAuthnEnrollment, WebAuthnLogins
-from mfa_pipeline.services.webhooks import ResultWebhooks
+from mfa_pipeline.services.graph import (
+    Ports,
+    ResultWebhookTarget,
+    Rules,
+    Services,
+    build_services,
+)
 from mfa_pipeline.tracing import instrument_redis
 
 if TYPE_CHECKING:
     from mfa_pipeline.ports import (
-        AuditLog,
-        BackupCodeRepository,
-        ChallengeStore,
         Clock,
         EventPublisher,
-        FactorRepository,
         Metrics,
-        PolicyRepository,
         PushSender,
-        RateLimiter,
-        SecretBox,
         SmsSender,
-        TrustedSessionRepository,
         WebhookVerifier,
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Container:
     """Everything a process needs, built once per process (after a worker forks)."""
 
     settings: Settings
-    clock: Clock
+    ports: Ports
+    services: Services
+    # The Redis client behind the store, the limiter and the guards: closed with the process.
     redis: RedisClient
-    store: ChallengeStore
-    limiter: RateLimiter
-    factors: FactorRepository
-    secrets: SecretBox
-    sms_sender: SmsSender
-    publisher: EventPublisher
-    challenges: ChallengeService
-    enrollment: EnrollmentService
-    delivery: SmsDeliveryService
-    sweeps: SweepService
-    backup_codes: BackupCodeRepository
-    trusted_sessions: TrustedSessionRepository
-    policies: PolicyRepository
-    audit: AuditLog
-    backup_code_service: BackupCodeService
-    trusted_session_service: TrustedSessionService
-    auditor: Auditor
-    policy_service: PolicyService
-    admin: AdminService
-    push_devices: PushDevices
-    push_delivery: PushDeliveryService
-    push_answers: PushAnswers
-    webhooks: ResultWebhooks | None
-    delivery_status: DeliveryStatusService
-    metrics: Metrics
-    idempotency: IdempotencyService
-    webauthn: WebAuthnEnrollment
     api_keys: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
-        self.auditor.flush()
+        self.services.auditor.flush()
         self.redis.close()
 
 
@@ -127,7 +91,7 @@ def sms_in_flight_seconds(settings: Settings) -> float:
     return 2 * settings.twilio_timeout_seconds + 1
 
 
-def rules_from(settings: Settings) -> ChallengeRules:
+def challenge_rules(settings: Settings) -> ChallengeRules:
     return ChallengeRules(
         lifetimes=Lifetimes(
             sms=settings.sms_code_ttl_seconds,
@@ -145,6 +109,39 @@ def rules_from(settings: Settings) -> ChallengeRules:
         totp_issuer=settings.totp_issuer,
         totp_issuers=settings.totp_issuer_by_application,
     )
+
+
+def rules_from(settings: Settings) -> Rules:
+    return Rules(
+        challenges=challenge_rules(settings),
+        sms_spend=sms_spend_limits(settings),
+        sms_allowed_regions=tuple(settings.sms_allowed_regions),
+        sms_denied_regions=tuple(settings.sms_denied_regions),
+        sms_allow_non_geographic=settings.sms_allow_non_geographic,
+        backup_code_sets_per_user=RateLimit.parse(settings.limit_backup_code_sets_per_user),
+        store_shards=settings.store_shards,
+        sweep_batch_size=settings.sweep_batch_size,
+        trusted_session_ttl_seconds=settings.trusted_session_ttl_seconds,
+        policy_cache_seconds=settings.policy_cache_seconds,
+        audit_batch_seconds=settings.audit_batch_seconds,
+        status_callback_url=status_callback_url(settings),
+        result_webhook=result_webhook_target(settings),
+        sms_in_flight_seconds=sms_in_flight_seconds(settings),
+        delivery_stale_seconds=settings.delivery_stale_seconds,
+        retry_grace_seconds=settings.sms_retry_backoff_max_seconds,
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        idempotency_lease_seconds=settings.idempotency_lease_seconds,
+    )
+
+
+def result_webhook_target(settings: Settings) -> ResultWebhookTarget | None:
+    if settings.result_webhook_url is None:
+        return None
+    if not settings.result_webhook_secret or len(settings.result_webhook_secret) < 16:  # noqa: PLR2004
+        raise ConfigurationError(
+            "MFA_RESULT_WEBHOOK_URL needs MFA_RESULT_WEBHOOK_SECRET of 16+ characters."
+        )
+    return ResultWebhookTarget(settings.result_webhook_url, settings.result_webhook_secret)
 
 
 def sms_spend_limits(settings: Settings) -> SmsSpendLimits:
@@ -260,6 +257,64 @@ def build_publisher(settings: Settings) -> EventPublisher:
     )
 
 
+def build_ports(
+    settings: Settings,
+    client: RedisClient,
+    *,
+    clock: Clock | None = None,
+    publisher: EventPublisher | None = None,
+    sms_sender: SmsSender | None = None,
+    push_sender: PushSender | None = None,
+) -> Ports:
+    """The production adapters for `settings`; tests may hand in a clock or a sender of theirs."""
+    store = RedisChallengeStore(
+        client,
+        prefix=settings.key_prefix,
+        shards=settings.store_shards,
+        retention_seconds=settings.challenge_retention_seconds,
+    )
+    engine = create_engine_for(settings.effective_database_url)
+    box = AesGcmSecretBox(parse_keys(settings.encryption_keys))
+    return Ports(
+        clock=clock or SystemClock(),
+        store=store,
+        limiter=RedisRateLimiter(client, prefix=settings.key_prefix),
+        idempotency=RedisIdempotencyStore(
+            client, prefix=settings.key_prefix, shards=settings.store_shards
+        ),
+        factors=SqlFactorRepository(engine),
+        secrets=box,
+        stored_secrets=SqlSecretRotationRepository(engine),
+        backup_codes=SqlBackupCodeRepository(engine),
+        code_hasher=Argon2CodeHasher(),
+        trusted_sessions=SqlTrustedSessionRepository(engine),
+        policies=SqlPolicyRepository(engine),
+        audit_log=SqlAuditLog(engine),
+        publisher=publisher or build_publisher(settings),
+        sms_sender=sms_sender or build_sms_sender(settings),
+        sms_spend_guard=RedisSmsSpendGuard(
+            client,
+            prefix=settings.key_prefix,
+            limits=sms_spend_limits(settings),
+            hash_key=box.derive_key(SMS_SPEND_KEY_LABEL),
+        ),
+        push_sender=push_sender or build_push_sender(settings),
+        push_guard=RedisPushGuard(client, prefix=settings.key_prefix),
+        webhook_sender=HttpxWebhookSender(timeout=settings.webhook_timeout_seconds),
+        webhook_verifier=build_webhook_verifier(settings),
+        webauthn_credentials=SqlWebAuthnCredentialRepository(engine),
+        webauthn_ceremonies=RedisWebAuthnCeremonyStore(client, prefix=settings.key_prefix),
+        webauthn_ceremony=PyWebAuthnCeremony(
+            rp_id=settings.webauthn_rp_id,
+            rp_name=settings.webauthn_rp_name,
+            origins=settings.webauthn_origins,
+        ),
+        phones=PhonenumbersPhoneNumbers(),
+        qr=SegnoQrRenderer(),
+        metrics=build_metrics(settings, client),
+    )
+
+
 def bootstrap(
     settings: Settings,
     *,
@@ -273,236 +328,30 @@ def bootstrap(
         raise ConfigurationError(
             "MFA_REDIS_URL is not set; `mfa-pipeline up` starts an embedded Redis for you."
         )
-    clock = clock or SystemClock()
     client = build_redis_client(settings, settings.redis_url)
-    store = RedisChallengeStore(
+    ports = build_ports(
+        settings,
         client,
-        prefix=settings.key_prefix,
-        shards=settings.store_shards,
-        retention_seconds=settings.challenge_retention_seconds,
-    )
-    limiter = RedisRateLimiter(client, prefix=settings.key_prefix)
-    engine = create_engine_for(settings.effective_database_url)
-    factors = SqlFactorRepository(engine)
-    box = AesGcmSecretBox(parse_keys(settings.encryption_keys))
-    publisher = publisher or build_publisher(settings)
-    sender = sms_sender or build_sms_sender(settings)
-    rules = rules_from(settings)
-    backup_code_repo = SqlBackupCodeRepository(engine)
-    trusted_session_repo = SqlTrustedSessionRepository(engine)
-    audit_log = SqlAuditLog(engine)
-    auditor = Auditor(log=audit_log, clock=clock, batch_seconds=settings.audit_batch_seconds)
-    policies = SqlPolicyRepository(engine)
-    policy_service = PolicyService(
-        policies=policies,
-        factors=factors,
-        auditor=auditor,
         clock=clock,
-        sms_allowed_regions=settings.sms_allowed_regions,
-        sms_denied_regions=settings.sms_denied_regions,
-        cache_seconds=settings.policy_cache_seconds,
-    )
-    backup_code_service = BackupCodeService(
-        codes=backup_code_repo,
-        factors=factors,
-        store=store,
-        secrets_box=box,
-        audit=audit_log,
-        clock=clock,
-        hasher=Argon2CodeHasher(),
-        limiter=limiter,
-        sets_per_user=RateLimit.parse(settings.limit_backup_code_sets_per_user),
-    )
-    trusted_session_service = TrustedSessionService(
-        sessions=trusted_session_repo,
-        audit=audit_log,
-        clock=clock,
-        ttl_seconds=settings.trusted_session_ttl_seconds,
-    )
-    push_guard = RedisPushGuard(client, prefix=settings.key_prefix)
-    spend_limits = sms_spend_limits(settings)
-    sms_gate = SmsSendGate(
-        guard=RedisSmsSpendGuard(
-            client,
-            prefix=settings.key_prefix,
-            limits=spend_limits,
-            hash_key=box.derive_key(SMS_SPEND_KEY_LABEL),
-        ),
-        secrets_box=box,
-        clock=clock,
-        limits=spend_limits,
-        allowed_regions=settings.sms_allowed_regions,
-        denied_regions=settings.sms_denied_regions,
-        allow_non_geographic=settings.sms_allow_non_geographic,
-    )
-    push_sender = push_sender or build_push_sender(settings)
-    metrics = build_metrics(settings, client)
-    webauthn_credentials = SqlWebAuthnCredentialRepository(engine)
-    ceremony_store = RedisWebAuthnCeremonyStore(client, prefix=settings.key_prefix)
-    ceremony = PyWebAuthnCeremony(
-        rp_id=settings.webauthn_rp_id,
-        rp_name=settings.webauthn_rp_name,
-        origins=settings.webauthn_origins,
-    )
-    challenges = ChallengeService(
-        store=store,
-        factors=factors,
         publisher=publisher,
-        limiter=limiter,
-        secrets=box,
-        clock=clock,
-        rules=rules,
-        shards=settings.store_shards,
-        backup_codes=backup_code_service,
-        policies=policy_service,
-        auditor=auditor,
-        push_guard=push_guard,
-        sms_gate=sms_gate,
-        metrics=metrics,
-        webauthn=WebAuthnLogins(
-            credentials=webauthn_credentials,
-            ceremony=ceremony,
-            store=store,
-            auditor=auditor,
-            # The failure budget's lock never applies to WebAuthn; its lifting plugs in here.
-            failure_budget=NoFailureBudget(),
-        ),
+        sms_sender=sms_sender,
+        push_sender=push_sender,
     )
     return Container(
         settings=settings,
-        clock=clock,
+        ports=ports,
+        services=build_services(ports, rules_from(settings)),
         redis=client,
-        store=store,
-        limiter=limiter,
-        factors=factors,
-        secrets=box,
-        sms_sender=sender,
-        publisher=publisher,
-        challenges=challenges,
-        idempotency=IdempotencyService(
-            store=RedisIdempotencyStore(
-                client, prefix=settings.key_prefix, shards=settings.store_shards
-            ),
-            secrets=box,
-            ttl_seconds=settings.idempotency_ttl_seconds,
-            lease_seconds=settings.idempotency_lease_seconds,
-        ),
-        enrollment=EnrollmentService(
-            factors=factors,
-            store=store,
-            challenges=challenges,
-            secrets_box=box,
-            clock=clock,
-            rules=rules,
-            trusted_sessions=trusted_session_service,
-            policies=policy_service,
-            auditor=auditor,
-        ),
-        delivery=SmsDeliveryService(
-            store=store,
-            factors=factors,
-            sender=sender,
-            secrets=box,
-            publisher=publisher,
-            clock=clock,
-            code_ttl_seconds=settings.sms_code_ttl_seconds,
-            status_callback_url=status_callback_url(settings),
-            auditor=auditor,
-            metrics=metrics,
-            in_flight_seconds=sms_in_flight_seconds(settings),
-        ),
-        sweeps=SweepService(
-            store=store,
-            publisher=publisher,
-            clock=clock,
-            batch_size=settings.sweep_batch_size,
-            auditor=auditor,
-            metrics=metrics,
-            stale_delivery_seconds=settings.delivery_stale_seconds,
-            retry_grace_seconds=settings.sms_retry_backoff_max_seconds,
-        ),
-        backup_codes=backup_code_repo,
-        trusted_sessions=trusted_session_repo,
-        policies=policies,
-        audit=audit_log,
-        backup_code_service=backup_code_service,
-        trusted_session_service=trusted_session_service,
-        auditor=auditor,
-        policy_service=policy_service,
-        admin=AdminService(
-            factors=factors,
-            backup_codes=backup_code_repo,
-            trusted_sessions=trusted_session_repo,
-            auditor=auditor,
-            clock=clock,
-            secrets_box=box,
-            stored_secrets=SqlSecretRotationRepository(engine),
-        ),
-        push_devices=PushDevices(
-            factors=factors, secrets=box, clock=clock, policies=policy_service, auditor=auditor
-        ),
-        push_delivery=PushDeliveryService(
-            store=store,
-            factors=factors,
-            sender=push_sender,
-            secrets=box,
-            publisher=publisher,
-            clock=clock,
-            guard=push_guard,
-            auditor=auditor,
-            metrics=metrics,
-        ),
-        push_answers=PushAnswers(
-            store=store,
-            factors=factors,
-            secrets=box,
-            publisher=publisher,
-            clock=clock,
-            guard=push_guard,
-            auditor=auditor,
-            metrics=metrics,
-        ),
-        delivery_status=DeliveryStatusService(
-            store=store,
-            verifier=build_webhook_verifier(settings),
-            clock=clock,
-            callback_base=status_callback_url(settings),
-            metrics=metrics,
-        ),
-        metrics=metrics,
-        webauthn=WebAuthnEnrollment(
-            factors=factors,
-            credentials=webauthn_credentials,
-            ceremony_store=ceremony_store,
-            ceremony=ceremony,
-            policies=policy_service,
-            auditor=auditor,
-            clock=clock,
-        ),
-        webhooks=build_webhooks(settings, clock),
         api_keys=parse_api_keys(settings.api_keys),
     )
 
 
-def build_webhooks(settings: Settings, clock: Clock) -> ResultWebhooks | None:
-    if settings.result_webhook_url is None:
-        return None
-    if not settings.result_webhook_secret or len(settings.result_webhook_secret) < 16:  # noqa: PLR2004
-        raise ConfigurationError(
-            "MFA_RESULT_WEBHOOK_URL needs MFA_RESULT_WEBHOOK_SECRET of 16+ characters."
-        )
-    from mfa_pipeline.adapters.http_webhook import HttpxWebhookSender  # noqa: PLC0415
-
-    return ResultWebhooks(
-        url=settings.result_webhook_url,
-        secret=settings.result_webhook_secret,
-        sender=HttpxWebhookSender(timeout=settings.webhook_timeout_seconds),
-        clock=clock,
-    )
-
-
 def build_admin(settings: Settings, *, clock: Clock | None = None) -> AdminService:
-    """The operator's service for the `admin` commands: SQL only, no Redis, no broker."""
+    """The operator's service for the `admin` commands: SQL only, no Redis, no broker.
+
+    The one service built outside `build_services`: the commands must run where only the
+    database is reachable, and the admin service needs nothing else.
+    """
     settings = with_dev_keys(settings)
     clock = clock or SystemClock()
     engine = create_engine_for(settings.effective_database_url)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mfa_pipeline.domain.events import Event
     from mfa_pipeline.domain.factors import Factor, User
     from mfa_pipeline.domain.limits import RateLimit
+    from mfa_pipeline.domain.phones import PhoneNumber
     from mfa_pipeline.domain.policies import FirmPolicy
     from mfa_pipeline.domain.sms_spend import SmsAdmission, SmsDestination
     from mfa_pipeline.domain.webauthn import (
@@ -231,6 +232,10 @@ class ChallengeStore(abc.ABC):
         is returned at most once per `stale_seconds`, so its re-publication is not repeated at
         every pass.
         """
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise when the store cannot be reached."""
 
 
 # --- enrollment store ------------------------------------------------------------------------
@@ -640,6 +645,10 @@ class SmsSpendGuard(abc.ABC):
         """Uncount an admitted send that did not happen after all (e.g. a refused resend)."""
 
 
+class SecretDecryptError(Exception):
+    """A ciphertext that cannot be opened: unknown key, tampering, or moved to another row."""
+
+
 class SecretBox(abc.ABC):
     """Authenticated encryption of secrets at rest, bound to where they belong (`context`)."""
 
@@ -647,11 +656,51 @@ class SecretBox(abc.ABC):
     def encrypt(self, plaintext: str, *, context: str) -> str: ...
 
     @abc.abstractmethod
-    def decrypt(self, ciphertext: str, *, context: str) -> str: ...
+    def decrypt(self, ciphertext: str, *, context: str) -> str:
+        """The plaintext; `SecretDecryptError` when the key is unknown or the data was moved."""
+
+    @abc.abstractmethod
+    def reencrypt(self, ciphertext: str, *, context: str) -> str | None:
+        """The ciphertext under the first key, or None when it already is (key rotation)."""
 
     @abc.abstractmethod
     def code_keys(self) -> list[bytes]:
         """Keys for hashing one-time codes; the first hashes, all are tried when checking."""
+
+
+class CodeHasher(abc.ABC):
+    """A slow, salted hash of backup codes: a stolen table must not give the codes back."""
+
+    @abc.abstractmethod
+    def hash(self, code: str) -> str: ...
+
+    @abc.abstractmethod
+    def verify(self, code_hash: str, code: str) -> bool: ...
+
+    @abc.abstractmethod
+    def waste_time(self, code: str) -> None:
+        """Cost what a `verify` costs, so a user without codes answers as slowly as one with."""
+
+
+# --- enrollment helpers ----------------------------------------------------------------------
+
+
+class PhoneNumbers(abc.ABC):
+    """Reading what a user typed as a phone number, and placing a number for the SMS limits."""
+
+    @abc.abstractmethod
+    def parse(self, text: object, region: str | None = None) -> PhoneNumber:
+        """A mobile number in every form it is shown; `InvalidPhoneError` with a hint if not."""
+
+    @abc.abstractmethod
+    def destination(self, e164: str) -> SmsDestination:
+        """The number, its block and its country, for the SMS pumping limits."""
+
+
+class QrRenderer(abc.ABC):
+    @abc.abstractmethod
+    def svg(self, data: str) -> str:
+        """`data` as a QR code, an inline SVG document."""
 
 
 # --- operations ------------------------------------------------------------------------------

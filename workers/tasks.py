@@ -88,7 +88,7 @@ def register(app: Celery) -> None:
         # Pool processes leave without running atexit: write their batched audit rows first.
         container = _containers.get(id(app))
         if container is not None:
-            container.auditor.flush()
+            container.services.auditor.flush()
 
     def warm_up_threads(sender: Any = None, **_: Any) -> None:
         # A threads pool runs tasks in the main process, which no `worker_process_init` reaches;
@@ -110,7 +110,7 @@ def register(app: Celery) -> None:
         max_retries=settings.sms_max_retries,
     )
     def deliver_sms(self: Task, challenge_id: str, seq: int) -> str:
-        delivery = container_for(self.app).delivery
+        delivery = container_for(self.app).services.sms_delivery
         return run_delivery(
             self,
             lambda final: delivery.deliver(challenge_id=challenge_id, seq=seq, final_attempt=final),
@@ -121,11 +121,11 @@ def register(app: Celery) -> None:
 
     @app.task(name=SWEEP_EXPIRED, shared=False, bind=True, acks_late=True, ignore_result=True)
     def sweep_expired(self: Task) -> int:
-        return container_for(self.app).sweeps.sweep()
+        return container_for(self.app).services.sweeps.sweep()
 
     @app.task(name=REDELIVER_STALE, shared=False, bind=True, acks_late=True, ignore_result=True)
     def redeliver_stale(self: Task) -> int:
-        return container_for(self.app).sweeps.redeliver_stale()
+        return container_for(self.app).services.sweeps.redeliver_stale()
 
 
 @signals.task_prerun.connect
@@ -150,7 +150,7 @@ def _register_webhooks(app: Celery) -> None:
         max_retries=settings.webhook_max_retries,
     )
     def deliver_webhook(self: Task, event: dict[str, str | None]) -> str:
-        webhooks = container_for(self.app).webhooks
+        webhooks = container_for(self.app).services.webhooks
         if webhooks is None:
             return "disabled"
         retries = int(self.request.retries)
@@ -179,7 +179,7 @@ def _register_push(app: Celery) -> None:
         max_retries=settings.push_max_retries,
     )
     def deliver_push(self: Task, challenge_id: str) -> str:
-        push = container_for(self.app).push_delivery
+        push = container_for(self.app).services.push_delivery
         return run_delivery(
             self, lambda final: push.deliver(challenge_id=challenge_id, final_attempt=final)
         )

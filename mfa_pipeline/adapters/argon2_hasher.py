@@ -5,6 +5,8 @@ from __future__ import annotations
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from mfa_pipeline.ports import CodeHasher
+
 # OWASP Password Storage Cheat Sheet lists five equivalent argon2id settings (m = 47 MiB/t = 1
 # ... m = 7 MiB/t = 5, p = 1); NIST SP 800-63B 5.1.2.2 asks look-up secrets under 112 bits to be
 # salted and hashed with such a key-derivation function. The 7 MiB / t = 5 option is the
@@ -16,7 +18,7 @@ MEMORY_COST_KIB = 7 * 1024
 PARALLELISM = 1
 
 
-class Argon2CodeHasher:
+class Argon2CodeHasher(CodeHasher):
     """Salted argon2id hashes of codes; `verify` is False for a mismatch, never an exception."""
 
     def __init__(

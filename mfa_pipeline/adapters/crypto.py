@@ -16,15 +16,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from mfa_pipeline.ports import SecretBox
+from mfa_pipeline.ports import SecretBox, SecretDecryptError
 
 KEY_BYTES = 32
 NONCE_BYTES = 12  # 96-bit nonces: the GCM recommendation (NIST SP 800-38D §8.2)
 VERSION = "v1"
-
-
-class SecretDecryptError(Exception):
-    """A ciphertext that cannot be opened: unknown key, tampering, or moved to another row."""
 
 
 def generate_key() -> str:

@@ -1,32 +1,20 @@
-"""Phone numbers: parsed and normalised with `phonenumbers` before anything is stored or sent."""
+"""Phone numbers parsed and normalised with `phonenumbers` before anything is stored or sent."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
 from mfa_pipeline.domain.errors import InvalidPhoneError
+from mfa_pipeline.domain.phones import PhoneNumber
 from mfa_pipeline.domain.sms_spend import SmsDestination
+from mfa_pipeline.ports import PhoneNumbers
 
 # Types that can receive an SMS (fixed lines are refused: most cannot).
 _SMS_CAPABLE = {
     PhoneNumberType.MOBILE,
     PhoneNumberType.FIXED_LINE_OR_MOBILE,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class PhoneNumber:
-    e164: str
-    international: str
-    national: str
-    region: str | None
-
-    @property
-    def last2(self) -> str:
-        return self.e164[-2:]
 
 
 def parse_phone(text: object, region: str | None = None) -> PhoneNumber:
@@ -76,3 +64,11 @@ def sms_destination(e164: str) -> SmsDestination:
         country=f"+{parsed.country_code}" if non_geographic or not region else region,
         non_geographic=non_geographic,
     )
+
+
+class PhonenumbersPhoneNumbers(PhoneNumbers):
+    def parse(self, text: object, region: str | None = None) -> PhoneNumber:
+        return parse_phone(text, region)
+
+    def destination(self, e164: str) -> SmsDestination:
+        return sms_destination(e164)

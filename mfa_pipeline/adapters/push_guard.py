@@ -1,4 +1,4 @@
-"""Push fatigue limits in Redis (`RedisPushGuard`) and in memory (`InMemoryPushGuard`).
+"""Push fatigue limits in Redis (its in-memory twin in tests/ passes the same suite).
 
 One user's three keys share a hash tag, so the admission check is one atomic script even on
 Redis Cluster: two API processes admitting pushes for the same user at once cannot both take
@@ -7,7 +7,6 @@ the last pending slot.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from mfa_pipeline.adapters.redis_store import _lua, translate_redis_errors
@@ -47,40 +46,3 @@ class RedisPushGuard(PushGuard):
     @translate_redis_errors
     def block(self, user_id: str, *, seconds: float, now: float) -> None:  # noqa: ARG002 - Redis times the block
         self._redis.set(self._keys(user_id)[2], "1", px=max(1, int(seconds * 1000)))
-
-
-class InMemoryPushGuard(PushGuard):
-    """The twin: same rules on dicts under one lock; its clock is the `now` it is given."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[str, dict[str, float]] = {}
-        self._hour: dict[str, dict[str, float]] = {}
-        self._blocked_until: dict[str, float] = {}
-        self._now = 0.0
-
-    def admit(self, user_id: str, challenge_id: str, *, now: float, expires_at: float) -> float:
-        with self._lock:
-            self._now = max(self._now, now)
-            until = self._blocked_until.get(user_id, 0.0)
-            if until > now:
-                return until - now
-            pending = {i: e for i, e in self._pending.get(user_id, {}).items() if e > now}
-            if len(pending) >= MAX_PENDING_PER_USER:
-                return max(0.001, min(pending.values()) - now)
-            hour = {i: t for i, t in self._hour.get(user_id, {}).items() if t > now - HOUR_SECONDS}
-            if len(hour) >= MAX_PER_HOUR:
-                return max(0.001, min(hour.values()) + HOUR_SECONDS - now)
-            pending[challenge_id] = expires_at
-            hour[challenge_id] = now
-            self._pending[user_id], self._hour[user_id] = pending, hour
-            return 0.0
-
-    def release(self, user_id: str, challenge_id: str) -> None:
-        with self._lock:
-            self._pending.get(user_id, {}).pop(challenge_id, None)
-
-    def block(self, user_id: str, *, seconds: float, now: float) -> None:
-        with self._lock:
-            self._now = max(self._now, now)
-            self._blocked_until[user_id] = now + seconds

@@ -179,6 +179,10 @@ class RedisChallengeStore(ChallengeStore):
         ]
 
     @translate_redis_errors
+    def ping(self) -> None:
+        self._redis.ping()
+
+    @translate_redis_errors
     def create(self, challenge: Challenge, *, idempotency: IdempotencyMark | None = None) -> None:
         c = challenge
         fields: dict[str, str | int | float] = {

@@ -6,6 +6,8 @@ import io
 
 import segno
 
+from mfa_pipeline.ports import QrRenderer
+
 # ISO/IEC 18004 §6.3.8: a light quiet zone 4 modules wide on every side. Readers find the
 # finder patterns by that margin; with less, or with a page colour behind it, they give up.
 QUIET_ZONE_MODULES = 4
@@ -27,3 +29,8 @@ def qr_svg(data: str) -> str:
         title="Scan with your authenticator app",
     )
     return buffer.getvalue().decode()
+
+
+class SegnoQrRenderer(QrRenderer):
+    def svg(self, data: str) -> str:
+        return qr_svg(data)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import structlog
 from fastapi import FastAPI
 
+from mfa_pipeline.api.app_config import ApiConfig
 from mfa_pipeline.api.body_limit import BodyLimitMiddleware
 from mfa_pipeline.api.cpu_pool import CpuBoundPool
 from mfa_pipeline.api.deps import ApiKeys
@@ -19,12 +20,14 @@ from mfa_pipeline.api.routes import (
     challenges,
     firms,
     health,
-    metrics,
     providers,
     push,
     trusted_sessions,
     users,
     webauthn,
+)
+from mfa_pipeline.api.routes import (
+    metrics as metrics_routes,
 )
 from mfa_pipeline.api.watcher import ChallengeWatcher
 from mfa_pipeline.tracing import instrument_app
@@ -34,22 +37,19 @@ if TYPE_CHECKING:
 
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from mfa_pipeline.bootstrap import Container
+    from mfa_pipeline.ports import Clock, Metrics
+    from mfa_pipeline.services.graph import Services
 
 DESCRIPTION = """Second-factor checks for web logins: TOTP, SMS codes delivered by workers,
 push approval. Authenticate with `Authorization: Bearer <api key>`. Every error is
 `{"error": {"code", "message", ...}}`."""
 
 
-def create_app(container: Container) -> FastAPI:
+def create_app(services: Services, *, clock: Clock, metrics: Metrics, config: ApiConfig) -> FastAPI:
     watcher = ChallengeWatcher(
-        container.settings.redis_url or "",
-        channel_prefix=f"{container.settings.key_prefix}:ev:",
-        metrics=container.metrics,
+        config.redis_url, channel_prefix=f"{config.key_prefix}:ev:", metrics=metrics
     )
-    cpu_pool = CpuBoundPool(
-        workers=container.settings.backup_code_workers, queue=container.settings.backup_code_queue
-    )
+    cpu_pool = CpuBoundPool(workers=config.backup_code_workers, queue=config.backup_code_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +59,7 @@ def create_app(container: Container) -> FastAPI:
         finally:
             await watcher.stop()
             cpu_pool.close()
-            container.auditor.flush()
+            services.auditor.flush()
 
     app = FastAPI(
         title="mfa-pipeline",
@@ -69,10 +69,13 @@ def create_app(container: Container) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.container = container
+    app.state.services = services
+    app.state.clock = clock
+    app.state.metrics = metrics
+    app.state.config = config
     app.state.watcher = watcher
     app.state.cpu_pool = cpu_pool
-    app.state.api_keys = ApiKeys(container.api_keys)
+    app.state.api_keys = ApiKeys(config.api_keys)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(users.router)
@@ -82,12 +85,12 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(firms.router)
     app.include_router(admin.router)
     app.include_router(providers.router)
-    app.include_router(metrics.router)
+    app.include_router(metrics_routes.router)
     app.include_router(push.router)
     app.include_router(webauthn.router)
 
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=container.settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     instrument_app(app)  # a no-op unless tracing is on in this process
     return app
 

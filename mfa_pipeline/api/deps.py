@@ -1,31 +1,69 @@
-"""Request dependencies as `Annotated` aliases: the container, the calling application."""
+"""Request dependencies as `Annotated` aliases: the services, the calling application."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from mfa_pipeline.api.app_config import ApiConfig
 from mfa_pipeline.api.watcher import ChallengeWatcher
-from mfa_pipeline.bootstrap import Container
 from mfa_pipeline.domain.errors import UnauthenticatedError
+from mfa_pipeline.ports import Clock, Metrics
+from mfa_pipeline.services.admin import AdminService
+from mfa_pipeline.services.audit import Auditor
+from mfa_pipeline.services.backup_codes import BackupCodeService
+from mfa_pipeline.services.challenges import ChallengeService
+from mfa_pipeline.services.delivery_status import DeliveryStatusService
+from mfa_pipeline.services.enrollment import EnrollmentService
+from mfa_pipeline.services.graph import Services
+from mfa_pipeline.services.idempotency import IdempotencyService
+from mfa_pipeline.services.login import LoginService
+from mfa_pipeline.services.policies import PolicyService
+from mfa_pipeline.services.push import PushAnswers, PushDevices
+from mfa_pipeline.services.readiness import Readiness
+from mfa_pipeline.services.trusted_sessions import TrustedSessionService
+from mfa_pipeline.services.webauthn import WebAuthnEnrollment
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="An application's API key (MFA_API_KEYS).")
 
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in the thread
 # pool, a hop that costs more than these few lines.
-async def get_container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
+def _service(pick: Callable[[Services], T]) -> Callable[[Request], Awaitable[T]]:
+    async def dependency(request: Request) -> T:
+        services: Services = request.app.state.services
+        return pick(services)
+
+    return dependency
 
 
 async def get_watcher(request: Request) -> ChallengeWatcher:
     watcher: ChallengeWatcher = request.app.state.watcher
     return watcher
+
+
+async def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def get_config(request: Request) -> ApiConfig:
+    config: ApiConfig = request.app.state.config
+    return config
 
 
 class ApiKeys:
@@ -56,6 +94,25 @@ async def get_application(
     return app
 
 
-ContainerDep = Annotated[Container, Depends(get_container)]
-WatcherDep = Annotated[ChallengeWatcher, Depends(get_watcher)]
 ApplicationDep = Annotated[str, Depends(get_application)]
+WatcherDep = Annotated[ChallengeWatcher, Depends(get_watcher)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ConfigDep = Annotated[ApiConfig, Depends(get_config)]
+
+AdminDep = Annotated[AdminService, Depends(_service(lambda s: s.admin))]
+AuditorDep = Annotated[Auditor, Depends(_service(lambda s: s.auditor))]
+BackupCodesDep = Annotated[BackupCodeService, Depends(_service(lambda s: s.backup_codes))]
+ChallengesDep = Annotated[ChallengeService, Depends(_service(lambda s: s.challenges))]
+DeliveryStatusDep = Annotated[DeliveryStatusService, Depends(_service(lambda s: s.delivery_status))]
+EnrollmentDep = Annotated[EnrollmentService, Depends(_service(lambda s: s.enrollment))]
+IdempotencyDep = Annotated[IdempotencyService, Depends(_service(lambda s: s.idempotency))]
+LoginDep = Annotated[LoginService, Depends(_service(lambda s: s.login))]
+PoliciesDep = Annotated[PolicyService, Depends(_service(lambda s: s.policies))]
+PushAnswersDep = Annotated[PushAnswers, Depends(_service(lambda s: s.push_answers))]
+PushDevicesDep = Annotated[PushDevices, Depends(_service(lambda s: s.push_devices))]
+ReadinessDep = Annotated[Readiness, Depends(_service(lambda s: s.readiness))]
+TrustedSessionsDep = Annotated[
+    TrustedSessionService, Depends(_service(lambda s: s.trusted_sessions))
+]
+WebAuthnDep = Annotated[WebAuthnEnrollment, Depends(_service(lambda s: s.webauthn))]

@@ -11,10 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mfa_pipeline.adapters.crypto import SecretDecryptError
 from mfa_pipeline.domain import errors as e
 from mfa_pipeline.domain.codes import MALFORMED_CODE_MESSAGE
 from mfa_pipeline.domain.sms_spend import SmsUnavailableError
+from mfa_pipeline.ports import SecretDecryptError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from fastapi import Request
     from pydantic import BaseModel
 
-    from mfa_pipeline.bootstrap import Container
     from mfa_pipeline.ports import IdempotencyMark
+    from mfa_pipeline.services.idempotency import IdempotencyService
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 _SUCCESS = range(200, 300)
@@ -24,7 +24,7 @@ _SUCCESS = range(200, 300)
 
 def idempotent(
     request: Request,
-    c: Container,
+    idempotency: IdempotencyService,
     application: str,
     *,
     user_id: str,
@@ -44,24 +44,22 @@ def idempotent(
         {"method": request.method, "path": request.url.path, "body": body.model_dump(mode="json")},
         sort_keys=True,
     )
-    begun = c.idempotency.begin(
-        application=application, key=key, request=described, user_id=user_id
-    )
+    begun = idempotency.begin(application=application, key=key, request=described, user_id=user_id)
     if isinstance(begun, StoredAnswer):
         return _json(begun.status, begun.body, replayed=True)
-    response = _first(c, begun, run, created)
+    response = _first(idempotency, begun, run, created)
     if response.status_code in _SUCCESS:
         answer = StoredAnswer(response.status_code, bytes(response.body).decode())
-        c.idempotency.finish(begun, answer)
+        idempotency.finish(begun, answer)
     else:
-        c.idempotency.release(begun)
+        idempotency.release(begun)
     if begun.created is not None:
         response.headers[REPLAYED_HEADER] = "true"
     return response
 
 
 def _first(
-    c: Container,
+    idempotency: IdempotencyService,
     begun: Reservation,
     run: Callable[[IdempotencyMark | None], Response],
     created: Callable[[str], Response],
@@ -69,7 +67,7 @@ def _first(
     try:
         return created(begun.created) if begun.created is not None else run(begun.mark)
     except BaseException:
-        c.idempotency.release(begun)
+        idempotency.release(begun)
         raise
 
 

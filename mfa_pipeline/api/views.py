@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mfa_pipeline.api.schemas import ChallengeOut, DeliveryOut, FactorOut, UserOut, iso
+from mfa_pipeline.api.schemas import (
+    ChallengeOut,
+    DeliveryOut,
+    FactorOut,
+    PreauthOut,
+    UserOut,
+    VerifyOut,
+    iso,
+)
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.factors import Factor, masked_phone
 
@@ -12,6 +20,7 @@ if TYPE_CHECKING:
     from mfa_pipeline.domain.webauthn import WebAuthnCredential
     from mfa_pipeline.services.challenges import ChallengeView
     from mfa_pipeline.services.enrollment import UserView
+    from mfa_pipeline.services.login import LoginAnswer, Preauth
 
 
 def factor_out(factor: Factor, credential: WebAuthnCredential | None = None) -> FactorOut:
@@ -73,4 +82,40 @@ def challenge_out(view: ChallengeView) -> ChallengeOut:
         number_match=c.number_match,
         fraud_reported=c.fraud_reported,
         public_key=view.public_key,
+    )
+
+
+# How preauth lists backup codes among a user's factors (they are not a factor row).
+BACKUP_CODE_FACTOR = FactorOut(
+    factor_id="backup_code", type=FactorType.BACKUP_CODE.value, status="active", created_at=None
+)
+
+
+def preauth_out(preauth: Preauth) -> PreauthOut:
+    factors = [factor_out(f) for f in preauth.factors]
+    if preauth.backup_codes:
+        factors.append(BACKUP_CODE_FACTOR)
+    return PreauthOut(result=preauth.next_step.value, factors=factors)
+
+
+def _login_fields(answer: LoginAnswer) -> dict[str, str | int | None]:
+    """What a verified login carries besides its status: a trusted token, a codes warning."""
+    trusted, codes = answer.trusted, answer.backup_codes
+    return {
+        "trusted_token": trusted.token if trusted else None,
+        "trusted_until": iso(trusted.expires_at) if trusted else None,
+        "warning": codes.warning if codes else None,
+        "backup_codes_remaining": codes.remaining if codes else None,
+    }
+
+
+def login_challenge_out(answer: LoginAnswer) -> ChallengeOut:
+    return challenge_out(answer.view).model_copy(update=_login_fields(answer))
+
+
+def verify_out(answer: LoginAnswer) -> VerifyOut:
+    return VerifyOut(
+        challenge_id=answer.view.challenge.challenge_id,
+        status=answer.view.status.value,
+        **_login_fields(answer),
     )

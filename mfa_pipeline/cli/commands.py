@@ -506,7 +506,7 @@ def admin_show_user(user_id: str, events: int) -> None:
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
 def admin_rotate_keys(batch_size: int) -> None:
     """Re-encrypt every stored secret under the first MFA_ENCRYPTION_KEYS key (resumable)."""
-    from mfa_pipeline.adapters.crypto import SecretDecryptError  # noqa: PLC0415
+    from mfa_pipeline.ports import SecretDecryptError  # noqa: PLC0415
 
     def progress(p: RotationProgress) -> None:
         click.echo(f"scanned {p.scanned}, re-encrypted {p.rewritten}, already current {p.skipped}")

@@ -10,14 +10,12 @@ a surge pauses what it came through, not every SMS of every application.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mfa_pipeline.domain.errors import MfaError
-
-if TYPE_CHECKING:
-    from mfa_pipeline.domain.limits import RateLimit
+from mfa_pipeline.domain.limits import RateLimit
 
 # The breakers' window: their settings read "SMS per minute".
 BREAKER_WINDOW_SECONDS = 60
@@ -41,14 +39,16 @@ class SmsBreaker(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SmsSpendLimits:
-    per_number: RateLimit
-    per_prefix: RateLimit
-    per_country: RateLimit
+    """The defaults are the settings' defaults (`MFA_SMS_LIMIT_*`, `MFA_SMS_BREAKER_*`)."""
+
+    per_number: RateLimit = field(default_factory=lambda: RateLimit(10, 3600))
+    per_prefix: RateLimit = field(default_factory=lambda: RateLimit(30, 3600))
+    per_country: RateLimit = field(default_factory=lambda: RateLimit(1000, 3600))
     # Deployment-wide SMS per minute before the global breaker opens; SMS per minute of one
     # application to one country before that pair's breaker opens; how long either stays open.
-    breaker_per_minute: int
-    breaker_scoped_per_minute: int
-    breaker_cooldown_seconds: int
+    breaker_per_minute: int = 300
+    breaker_scoped_per_minute: int = 100
+    breaker_cooldown_seconds: int = 300
 
 
 @dataclass(frozen=True, slots=True)

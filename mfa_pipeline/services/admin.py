@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         BackupCodeRepository,
         Clock,
         FactorRepository,
+        SecretBox,
         SecretRotationRepository,
         StoredSecret,
         TrustedSessionRepository,
@@ -36,12 +37,6 @@ if TYPE_CHECKING:
     from mfa_pipeline.services.audit import Auditor
 
 log = structlog.get_logger(__name__)
-
-
-class Reencrypter(Protocol):
-    """What rotation needs of the secret box (`AesGcmSecretBox`)."""
-
-    def reencrypt(self, ciphertext: str, *, context: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +78,8 @@ class AdminService:
         trusted_sessions: TrustedSessionRepository,
         auditor: Auditor,
         clock: Clock,
-        secrets_box: Reencrypter | None = None,
-        stored_secrets: SecretRotationRepository | None = None,
+        secrets_box: SecretBox,
+        stored_secrets: SecretRotationRepository,
     ) -> None:
         self._factors = factors
         self._backup_codes = backup_codes
@@ -176,8 +171,6 @@ class AdminService:
         Batches commit one by one, so an interrupted run keeps its work; a second run skips
         rows already under the first key (`reencrypt` answers None) and finishes the rest.
         """
-        if self._box is None or self._stored is None:
-            raise RuntimeError("key rotation needs the secret box and the secret store")
         started = time.monotonic()
         scanned = rewritten = skipped = 0
         after: str | None = None
@@ -210,7 +203,6 @@ class AdminService:
         return done
 
     def _rotate_row(self, row: StoredSecret) -> StoredSecret | None:
-        assert self._box is not None  # noqa: S101 - checked by rotate_keys
         secret = phone = None
         if row.secret_ciphertext is not None:
             factor = _row_factor(row.user_id, row.factor_id, FactorType.TOTP)

@@ -25,7 +25,6 @@ from mfa_pipeline.domain.errors import NotFoundError, RateLimitedError, WrongCod
 from mfa_pipeline.services.verification import raise_for_blocked, raise_for_blocked_miss
 
 if TYPE_CHECKING:
-    from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
     from mfa_pipeline.domain.challenges import Challenge, RequestContext
     from mfa_pipeline.domain.limits import RateLimit
     from mfa_pipeline.ports import (
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
         BackupCodeRepository,
         ChallengeStore,
         Clock,
+        CodeHasher,
         FactorRepository,
         RateLimiter,
         SecretBox,
@@ -67,7 +67,7 @@ class BackupCodeService:
         secrets_box: SecretBox,
         audit: AuditLog,
         clock: Clock,
-        hasher: Argon2CodeHasher,
+        hasher: CodeHasher,
         limiter: RateLimiter,
         sets_per_user: RateLimit,
     ) -> None:

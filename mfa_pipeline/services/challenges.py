@@ -43,7 +43,7 @@ from mfa_pipeline.domain.events import (
 )
 from mfa_pipeline.domain.factors import AUTO_PREFERENCE, Factor, FactorStatus
 from mfa_pipeline.domain.push import new_number_match
-from mfa_pipeline.ports import NullMetrics, Transition
+from mfa_pipeline.ports import Transition
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, ensure_open, raise_for_blocked
 from mfa_pipeline.services.webhooks import announce_finished
@@ -102,12 +102,10 @@ class _Hit:
 class RateLimits:
     """Per-user and per-IP windows on creating and on verifying challenges."""
 
-    def __init__(
-        self, limiter: RateLimiter, rules: ChallengeRules, metrics: Metrics | None = None
-    ) -> None:
+    def __init__(self, limiter: RateLimiter, rules: ChallengeRules, metrics: Metrics) -> None:
         self._limiter = limiter
         self._rules = rules
-        self._metrics = metrics or NullMetrics()
+        self._metrics = metrics
 
     def _check(self, hits: list[_Hit], now: float, what: str) -> None:
         waits = self._limiter.hit_many([(h.key, h.limit) for h in hits], now=now)
@@ -162,17 +160,17 @@ class ChallengeService:
         clock: Clock,
         rules: ChallengeRules,
         shards: int,
-        backup_codes: BackupCodeService | None = None,
-        policies: PolicyService | None = None,
-        auditor: Auditor | None = None,
-        push_guard: PushGuard | None = None,
-        sms_gate: SmsSendGate | None = None,
-        metrics: Metrics | None = None,
-        webauthn: WebAuthnLogins | None = None,
+        backup_codes: BackupCodeService,
+        policies: PolicyService,
+        auditor: Auditor,
+        push_guard: PushGuard,
+        sms_gate: SmsSendGate,
+        metrics: Metrics,
+        webauthn: WebAuthnLogins,
     ) -> None:
         self._store = store
         self._webauthn = webauthn
-        self._metrics = metrics or NullMetrics()
+        self._metrics = metrics
         # SMS pumping and bombing limits; enrollment admits its confirmation SMS through it too.
         self.sms_gate = sms_gate
         self._push_guard = push_guard
@@ -226,7 +224,7 @@ class ChallengeService:
             return self._issue_webauthn(challenge, chosen, factors, explicit=factor_id is not None)
         if chosen.type is FactorType.PUSH:
             challenge = self._admit_push(challenge, factors, factor, context, now)
-        if challenge.factor is FactorType.SMS and self.sms_gate is not None:
+        if challenge.factor is FactorType.SMS:
             sms_factor = next(f for f in factors if f.factor_id == challenge.factor_id)
             self.sms_gate.admit_factor(sms_factor, application=context.application)
         if normalized is not None:
@@ -235,7 +233,7 @@ class ChallengeService:
         try:
             self._store.create(challenge, idempotency=idempotency)
         except Exception:
-            if challenge.factor is FactorType.PUSH and self._push_guard is not None:
+            if challenge.factor is FactorType.PUSH:
                 # Not created: it must not hold one of the user's pending-push slots.
                 self._push_guard.release(challenge.user_id, challenge.challenge_id)
             raise
@@ -249,16 +247,12 @@ class ChallengeService:
         user, factors = self._factors.get_user_with_factors(user_id)
         if user is None:
             raise NotFoundError("No such user.")
-        if self._policies is not None:
-            factors = self._policies.filter_for_challenge(user, factors, factor, factor_id)
-        return factors
+        return self._policies.filter_for_challenge(user, factors, factor, factor_id)
 
     def _issue_webauthn(
         self, challenge: Challenge, chosen: Factor, factors: list[Factor], *, explicit: bool
     ) -> ChallengeView:
         """Request options naming the chosen credential, or every one of the user's."""
-        if self._webauthn is None:
-            raise FactorNotEnrolledError("Passkeys and security keys are not available here.")
         allowed = (
             [chosen]
             if explicit
@@ -283,8 +277,6 @@ class ChallengeService:
         now: float,
     ) -> Challenge:
         """Push fatigue limits; `auto` falls back to the next factor when push is refused."""
-        if self._push_guard is None:
-            return challenge
         wait = self._push_guard.admit(
             challenge.user_id, challenge.challenge_id, now=now, expires_at=challenge.expires_at
         )
@@ -313,9 +305,8 @@ class ChallengeService:
         user = self._factors.get_user(user_id)
         if user is None:
             raise NotFoundError("No such user.")
-        if self._policies is not None:
-            self._policies.ensure_allowed(user, FactorType.BACKUP_CODE)
-        if self._backup_codes is None or self._backup_codes.remaining(user_id=user_id) == 0:
+        self._policies.ensure_allowed(user, FactorType.BACKUP_CODE)
+        if self._backup_codes.remaining(user_id=user_id) == 0:
             raise NoBackupCodesError("The user has no unused backup codes.")
         self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
         # Backup codes are not a factor row: the challenge names the type, not a factor id.
@@ -425,7 +416,7 @@ class ChallengeService:
             user_id=challenge.user_id,
             factor=challenge.factor.value,
         )
-        if challenge.factor is FactorType.PUSH and self._push_guard is not None:
+        if challenge.factor is FactorType.PUSH:
             with contextlib.suppress(UnavailableError):
                 self._push_guard.release(challenge.user_id, challenge.challenge_id)
         with contextlib.suppress(UnavailableError):
@@ -550,7 +541,7 @@ class ChallengeService:
     ) -> ChallengeView:
         now = self._clock.now()
         ensure_open(challenge, now)
-        if credential is None or self._webauthn is None:
+        if credential is None:
             raise InvalidRequestError(
                 "This challenge is answered with a passkey or security key: send `credential`.",
                 field="credential",
@@ -577,8 +568,6 @@ class ChallengeService:
             self._verifier.check_sms(challenge, code, now=now)
             return
         if challenge.factor is FactorType.BACKUP_CODE:
-            if self._backup_codes is None:
-                raise NoBackupCodesError("Backup codes are not available here.")
             self._backup_codes.check_challenge(challenge, code, now=now)
             return
         if challenge.factor is not FactorType.TOTP:
@@ -608,8 +597,6 @@ class ChallengeService:
             self._audit_miss(challenge, exc)
 
     def _audit_miss(self, challenge: Challenge, exc: WrongCodeError) -> None:
-        if self._auditor is None:
-            return
         reason = exc.details.get("reason")
         self._auditor.record(
             audit.CHALLENGE_FAILED,
@@ -624,19 +611,18 @@ class ChallengeService:
         )
 
     def _finished(self, challenge: Challenge, status: ChallengeStatus) -> None:
-        if self._auditor is not None:
-            self._auditor.record(
-                audit.CHALLENGE_LOCKED
-                if status is ChallengeStatus.LOCKED
-                else audit.CHALLENGE_VERIFIED,
-                user_id=challenge.user_id,
-                context=challenge.context,
-                outcome=status.value,
-                factor=challenge.factor.value,
-                factor_id=challenge.factor_id,
-                challenge_id=challenge.challenge_id,
-                best_effort=True,
-            )
+        self._auditor.record(
+            audit.CHALLENGE_LOCKED
+            if status is ChallengeStatus.LOCKED
+            else audit.CHALLENGE_VERIFIED,
+            user_id=challenge.user_id,
+            context=challenge.context,
+            outcome=status.value,
+            factor=challenge.factor.value,
+            factor_id=challenge.factor_id,
+            challenge_id=challenge.challenge_id,
+            best_effort=True,
+        )
         log.info(
             "challenge_finished",
             challenge_id=challenge.challenge_id,
@@ -679,7 +665,7 @@ class ChallengeService:
             max_resends=self._rules.max_resends,
             min_interval=self._rules.resend_interval_seconds,
         )
-        if ticket is not None and self.sms_gate is not None and result.transition is not DONE:
+        if ticket is not None and result.transition is not DONE:
             self.sms_gate.refund(ticket)  # refused after all (a race): nothing was sent
         if result.transition is Transition.TOO_SOON:
             raise RateLimitedError(
@@ -710,8 +696,6 @@ class ChallengeService:
         The store's own checks (open, under the resend limit, not too soon) are read first from
         the challenge: a hammered resend button must not spend the deployment's SMS budget.
         """
-        if self.sms_gate is None:
-            return None
         ensure_open(challenge, now)
         if challenge.resends >= self._rules.max_resends:
             return None  # the store answers `exhausted`

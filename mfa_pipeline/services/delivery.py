@@ -22,7 +22,7 @@ from mfa_pipeline.domain.challenges import (
 from mfa_pipeline.domain.codes import code_digest, generate_code
 from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.events import ChallengeFinished
-from mfa_pipeline.ports import NullMetrics, SmsPermanentError, SmsTransientError, Transition
+from mfa_pipeline.ports import SmsPermanentError, SmsTransientError, Transition
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.delivery_status import status_callback_url as callback_url_for
 from mfa_pipeline.services.verification import phone_context
@@ -64,14 +64,14 @@ class SmsDeliveryService:
         clock: Clock,
         code_ttl_seconds: int,
         status_callback_url: str | None = None,  # the base; each send adds its challenge
-        auditor: Auditor | None = None,
-        metrics: Metrics | None = None,
+        auditor: Auditor,
+        metrics: Metrics,
         in_flight_seconds: float = 0,
     ) -> None:
         self._store = store
         # Longer than any live send takes: a send begun more recently is another copy's.
         self._in_flight = in_flight_seconds
-        self._metrics = metrics or NullMetrics()
+        self._metrics = metrics
         self._auditor = auditor
         self._factors = factors
         self._sender = sender
@@ -234,7 +234,7 @@ def announce_failed_delivery(
     *,
     details: dict[str, object],
     metrics: Metrics,
-    auditor: Auditor | None,
+    auditor: Auditor,
     publisher: EventPublisher,
 ) -> None:
     """A challenge failed because no send could be made (SMS or push): count, audit, announce."""
@@ -244,18 +244,17 @@ def announce_failed_delivery(
             application=challenge.context.application,
             reason=ChallengeStatus.FAILED.value,
         )
-    if auditor is not None:
-        auditor.record(
-            audit.DELIVERY_FAILED,
-            user_id=challenge.user_id,
-            context=challenge.context,
-            outcome="failed",
-            factor=challenge.factor.value,
-            factor_id=challenge.factor_id,
-            challenge_id=challenge.challenge_id,
-            details=details,
-            best_effort=True,
-        )
+    auditor.record(
+        audit.DELIVERY_FAILED,
+        user_id=challenge.user_id,
+        context=challenge.context,
+        outcome="failed",
+        factor=challenge.factor.value,
+        factor_id=challenge.factor_id,
+        challenge_id=challenge.challenge_id,
+        details=details,
+        best_effort=True,
+    )
     announce_finished(
         publisher,
         ChallengeFinished(

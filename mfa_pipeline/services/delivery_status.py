@@ -17,7 +17,7 @@ import structlog
 
 from mfa_pipeline.domain.challenges import DeliveryStatus
 from mfa_pipeline.domain.errors import ForbiddenError
-from mfa_pipeline.ports import NullMetrics, Transition
+from mfa_pipeline.ports import Transition
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -56,13 +56,13 @@ class DeliveryStatusService:
         verifier: WebhookVerifier,
         clock: Clock,
         callback_base: str | None,
-        metrics: Metrics | None = None,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._verifier = verifier
         self._clock = clock
         self._base = callback_base
-        self._metrics = metrics or NullMetrics()
+        self._metrics = metrics
 
     def twilio_status(
         self, *, query: str, form: Mapping[str, str], signature: str | None

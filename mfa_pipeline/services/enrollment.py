@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from mfa_pipeline.adapters.phonenumbers_parser import PhoneNumber, parse_phone
-from mfa_pipeline.adapters.segno_qr import qr_svg
 from mfa_pipeline.domain.challenges import FactorType, RequestContext
 from mfa_pipeline.domain.codes import normalize_code
 from mfa_pipeline.domain.errors import (
@@ -23,12 +21,15 @@ from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, phone_context, totp_context
 
 if TYPE_CHECKING:
+    from mfa_pipeline.domain.phones import PhoneNumber
     from mfa_pipeline.domain.rules import ChallengeRules
     from mfa_pipeline.ports import (
         ChallengeStore,
         Clock,
         FactorRepository,
         IdempotencyMark,
+        PhoneNumbers,
+        QrRenderer,
         SecretBox,
     )
     from mfa_pipeline.services.audit import Auditor
@@ -78,11 +79,15 @@ class EnrollmentService:
         secrets_box: SecretBox,
         clock: Clock,
         rules: ChallengeRules,
-        trusted_sessions: TrustedSessionService | None = None,
-        policies: PolicyService | None = None,
-        auditor: Auditor | None = None,
+        trusted_sessions: TrustedSessionService,
+        policies: PolicyService,
+        auditor: Auditor,
+        phones: PhoneNumbers,
+        qr: QrRenderer,
     ) -> None:
         self._factors = factors
+        self._phones = phones
+        self._qr = qr
         self._policies = policies
         self._auditor = auditor
         self._trusted_sessions = trusted_sessions
@@ -103,22 +108,22 @@ class EnrollmentService:
             raise NotFoundError("No such user.")
         return UserView(user, factors)
 
-    def _require_user(self, user_id: str) -> User:
+    def require_user(self, user_id: str) -> User:
+        """The user, or `NotFoundError`."""
         user = self._factors.get_user(user_id)
         if user is None:
             raise NotFoundError("No such user.")
         return user
 
     def _audit(self, event: str, factor: Factor, context: RequestContext | None) -> None:
-        if self._auditor is not None:
-            self._auditor.record(
-                event,
-                user_id=factor.user_id,
-                context=context,
-                outcome="ok",
-                factor=factor.type.value,
-                factor_id=factor.factor_id,
-            )
+        self._auditor.record(
+            event,
+            user_id=factor.user_id,
+            context=context,
+            outcome="ok",
+            factor=factor.type.value,
+            factor_id=factor.factor_id,
+        )
 
     def enroll_totp(
         self,
@@ -128,9 +133,8 @@ class EnrollmentService:
         context: RequestContext | None = None,
     ) -> TotpEnrollment:
         """A pending authenticator; the secret is shown in this answer once and never again."""
-        user = self._require_user(user_id)
-        if self._policies is not None:
-            self._policies.ensure_allowed(user, FactorType.TOTP)
+        user = self.require_user(user_id)
+        self._policies.ensure_allowed(user, FactorType.TOTP)
         existing = self._factors.list_factors(user_id)
         if any(f.type is FactorType.TOTP and f.is_active for f in existing):
             raise FactorExistsError(
@@ -155,7 +159,9 @@ class EnrollmentService:
         uri = provisioning_uri(secret, account=account_name or user_id, issuer=issuer)
         log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="totp")
         self._audit(audit.FACTOR_ENROLLED, factor, context)
-        return TotpEnrollment(factor=factor, secret=secret, otpauth_uri=uri, qr_svg=qr_svg(uri))
+        return TotpEnrollment(
+            factor=factor, secret=secret, otpauth_uri=uri, qr_svg=self._qr.svg(uri)
+        )
 
     def enroll_sms(
         self,
@@ -167,10 +173,9 @@ class EnrollmentService:
         idempotency: IdempotencyMark | None = None,
     ) -> SmsEnrollment:
         """A pending SMS factor and the challenge whose code will confirm the number."""
-        user = self._require_user(user_id)
-        number = parse_phone(phone, region)
-        if self._policies is not None:
-            self._policies.ensure_sms_number(user, number)
+        user = self.require_user(user_id)
+        number = self._phones.parse(phone, region)
+        self._policies.ensure_sms_number(user, number)
         base = Factor(
             factor_id=new_factor_id(),
             user_id=user_id,
@@ -189,10 +194,9 @@ class EnrollmentService:
         self._challenges.limits.on_create(
             user_id, context.ip, self._clock.now(), what="new text-message numbers for this user"
         )
-        if self._challenges.sms_gate is not None:
-            self._challenges.sms_gate.admit_number(
-                number.e164, user_id=user_id, application=context.application
-            )
+        self._challenges.sms_gate.admit_number(
+            number.e164, user_id=user_id, application=context.application
+        )
         self._factors.add_factor(factor)
         challenge = self._challenges.issue_for_enrollment(
             factor, context=context, idempotency=idempotency
@@ -219,7 +223,9 @@ class EnrollmentService:
         self._challenges.resume(challenge_id)
         phone = self._secrets.decrypt(factor.phone_ciphertext, context=phone_context(factor))
         return SmsEnrollment(
-            factor=factor, phone=parse_phone(phone, factor.phone_region), challenge_id=challenge_id
+            factor=factor,
+            phone=self._phones.parse(phone, factor.phone_region),
+            challenge_id=challenge_id,
         )
 
     def _drop_old_pending_sms(self, user_id: str, newest: str, context: RequestContext) -> None:
@@ -250,8 +256,7 @@ class EnrollmentService:
             raise NotFoundError("No such factor.")
         if factor.status is not FactorStatus.PENDING:
             raise FactorStateError("This factor is already active.")
-        if self._policies is not None:
-            self._policies.ensure_allowed_for(user_id, factor.type)
+        self._policies.ensure_allowed_for(user_id, factor.type)
         now = self._clock.now()
         if factor.type is FactorType.TOTP:
             self._challenges.limits.on_verify(user_id, None, now)
@@ -274,7 +279,7 @@ class EnrollmentService:
         return activated
 
     def list_factors(self, *, user_id: str) -> list[Factor]:
-        self._require_user(user_id)
+        self.require_user(user_id)
         return self._factors.list_factors(user_id)
 
     def delete_factor(
@@ -285,6 +290,5 @@ class EnrollmentService:
             raise NotFoundError("No such factor.")
         log.info("factor_removed", user_id=user_id, factor_id=factor_id)
         self._audit(audit.FACTOR_REMOVED, factor, context)
-        if self._trusted_sessions is not None:
-            # A removed factor may be a lost or stolen device: "keep me logged in" ends too.
-            self._trusted_sessions.revoke_all(user_id=user_id, reason="factor_removed")
+        # A removed factor may be a lost or stolen device: "keep me logged in" ends too.
+        self._trusted_sessions.revoke_all(user_id=user_id, reason="factor_removed")

@@ -26,9 +26,9 @@ from mfa_pipeline.services import audit
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from mfa_pipeline.adapters.phonenumbers_parser import PhoneNumber
     from mfa_pipeline.domain.challenges import RequestContext
     from mfa_pipeline.domain.factors import Factor, User
+    from mfa_pipeline.domain.phones import PhoneNumber
     from mfa_pipeline.ports import Clock, FactorRepository, PolicyRepository
     from mfa_pipeline.services.audit import Auditor
 

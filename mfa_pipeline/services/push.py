@@ -40,7 +40,6 @@ from mfa_pipeline.domain.push import (
     timestamp_fresh,
 )
 from mfa_pipeline.ports import (
-    NullMetrics,
     PushPermanentError,
     PushTransientError,
     PushUnregisteredError,
@@ -126,8 +125,8 @@ class PushDevices:
         factors: FactorRepository,
         secrets: SecretBox,
         clock: Clock,
-        policies: PolicyService | None = None,
-        auditor: Auditor | None = None,
+        policies: PolicyService,
+        auditor: Auditor,
     ) -> None:
         self._factors = factors
         self._secrets = secrets
@@ -155,8 +154,7 @@ class PushDevices:
         user, factors = self._factors.get_user_with_factors(user_id)
         if user is None:
             raise NotFoundError("No such user.")
-        if self._policies is not None:
-            self._policies.ensure_allowed(user, FactorType.PUSH)
+        self._policies.ensure_allowed(user, FactorType.PUSH)
         for known in factors:
             if (
                 known.type is FactorType.PUSH
@@ -195,16 +193,15 @@ class PushDevices:
         )
         self._factors.add_factor(factor)
         log.info("factor_enrolled", user_id=user_id, factor_id=factor.factor_id, factor="push")
-        if self._auditor is not None:
-            self._auditor.record(
-                audit.FACTOR_ENROLLED,
-                user_id=user_id,
-                context=context,
-                outcome="ok",
-                factor="push",
-                factor_id=factor.factor_id,
-                details={"platform": platform},
-            )
+        self._auditor.record(
+            audit.FACTOR_ENROLLED,
+            user_id=user_id,
+            context=context,
+            outcome="ok",
+            factor="push",
+            factor_id=factor.factor_id,
+            details={"platform": platform},
+        )
         return DeviceRegistration(factor, created=True)
 
 
@@ -243,11 +240,11 @@ class PushDeliveryService:
         secrets: SecretBox,
         publisher: EventPublisher,
         clock: Clock,
-        guard: PushGuard | None = None,
-        auditor: Auditor | None = None,
-        metrics: Metrics | None = None,
+        guard: PushGuard,
+        auditor: Auditor,
+        metrics: Metrics,
     ) -> None:
-        self._metrics = metrics or NullMetrics()
+        self._metrics = metrics
         self._store = store
         self._factors = factors
         self._sender = sender
@@ -375,8 +372,7 @@ class PushDeliveryService:
             outcome="failed",
             provider_error_code=error_code,
         )
-        if self._guard is not None:
-            self._guard.release(challenge.user_id, challenge.challenge_id)
+        self._guard.release(challenge.user_id, challenge.challenge_id)
         if result.transition is Transition.DONE and result.status is ChallengeStatus.FAILED:
             announce_failed_delivery(
                 challenge,
@@ -411,11 +407,11 @@ class PushAnswers:
         secrets: SecretBox,
         publisher: EventPublisher,
         clock: Clock,
-        guard: PushGuard | None = None,
-        auditor: Auditor | None = None,
-        metrics: Metrics | None = None,
+        guard: PushGuard,
+        auditor: Auditor,
+        metrics: Metrics,
     ) -> None:
-        self._metrics = metrics or NullMetrics()
+        self._metrics = metrics
         self._store = store
         self._factors = factors
         self._secrets = secrets
@@ -459,8 +455,7 @@ class PushAnswers:
             # challenge flagged while new pushes still reach the user. A signed, fresh "not me"
             # from the user's own phone blocks even if the challenge was already answered, so
             # it is audited here too, whatever the answer's own fate (409, 410).
-            if self._guard is not None:
-                self._guard.block(challenge.user_id, seconds=NOT_ME_BLOCK_SECONDS, now=now)
+            self._guard.block(challenge.user_id, seconds=NOT_ME_BLOCK_SECONDS, now=now)
             self._fraud_reported(challenge, answer)
         result = self._store.answer_push(
             answer.challenge_id,
@@ -486,17 +481,16 @@ class PushAnswers:
             user_id=challenge.user_id,
             outcome="push_blocked",
         )
-        if self._auditor is not None:
-            self._auditor.record(
-                FRAUD_REPORTED,
-                user_id=challenge.user_id,
-                context=challenge.context,
-                outcome="push_blocked",
-                factor="push",
-                factor_id=answer.device_id,
-                challenge_id=challenge.challenge_id,
-                details={"blocked_seconds": NOT_ME_BLOCK_SECONDS},
-            )
+        self._auditor.record(
+            FRAUD_REPORTED,
+            user_id=challenge.user_id,
+            context=challenge.context,
+            outcome="push_blocked",
+            factor="push",
+            factor_id=answer.device_id,
+            challenge_id=challenge.challenge_id,
+            details={"blocked_seconds": NOT_ME_BLOCK_SECONDS},
+        )
 
     def _after(self, challenge: Challenge, answer: PushAnswer, status: ChallengeStatus) -> None:
         wrong_number = answer.decision is Decision.APPROVE and status is ChallengeStatus.DENIED
@@ -508,26 +502,24 @@ class PushAnswers:
             factor="push",
             outcome=outcome,
         )
-        if self._guard is not None:
-            self._guard.release(challenge.user_id, challenge.challenge_id)
+        self._guard.release(challenge.user_id, challenge.challenge_id)
         application = challenge.context.application
         if status is ChallengeStatus.APPROVED:
             self._metrics.challenge_verified(factor="push", application=application)
         else:
             self._metrics.challenge_failed(factor="push", application=application, reason=outcome)
-        if self._auditor is not None:
-            self._auditor.record(
-                audit.CHALLENGE_VERIFIED
-                if status is ChallengeStatus.APPROVED
-                else audit.CHALLENGE_FAILED,
-                user_id=challenge.user_id,
-                context=challenge.context,
-                outcome=outcome,
-                factor="push",
-                factor_id=answer.device_id,
-                challenge_id=challenge.challenge_id,
-                best_effort=not answer.fraud_reported,
-            )
+        self._auditor.record(
+            audit.CHALLENGE_VERIFIED
+            if status is ChallengeStatus.APPROVED
+            else audit.CHALLENGE_FAILED,
+            user_id=challenge.user_id,
+            context=challenge.context,
+            outcome=outcome,
+            factor="push",
+            factor_id=answer.device_id,
+            challenge_id=challenge.challenge_id,
+            best_effort=not answer.fraud_reported,
+        )
         announce_finished(
             self._publisher,
             ChallengeFinished(

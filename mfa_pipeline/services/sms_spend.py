@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from mfa_pipeline.adapters.phonenumbers_parser import sms_destination
 from mfa_pipeline.domain.errors import InvalidPhoneError, RateLimitedError
 from mfa_pipeline.domain.sms_spend import SmsBreaker, SmsLimitScope, SmsUnavailableError
 from mfa_pipeline.services.verification import phone_context
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 
     from mfa_pipeline.domain.factors import Factor
     from mfa_pipeline.domain.sms_spend import SmsDestination, SmsSpendLimits
-    from mfa_pipeline.ports import Clock, SecretBox, SmsSpendGuard
+    from mfa_pipeline.ports import Clock, PhoneNumbers, SecretBox, SmsSpendGuard
 
 log = structlog.get_logger(__name__)
 
@@ -56,11 +55,13 @@ class SmsSendGate:
         secrets_box: SecretBox,
         clock: Clock,
         limits: SmsSpendLimits,
+        phones: PhoneNumbers,
         allowed_regions: Iterable[str] = (),
         denied_regions: Iterable[str] = (),
         allow_non_geographic: bool = False,
     ) -> None:
         self._guard = guard
+        self._phones = phones
         self._secrets = secrets_box
         self._clock = clock
         self._limits = limits
@@ -79,7 +80,7 @@ class SmsSendGate:
         The region lists apply here too, not only at enrollment: a country denied after a
         pumping attack stops receiving codes at once, enrolled numbers included.
         """
-        destination = sms_destination(e164)
+        destination = self._phones.destination(e164)
         if destination.non_geographic and not self._allow_non_geographic:
             log.warning(
                 "sms_limited",

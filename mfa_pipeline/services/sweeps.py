@@ -20,7 +20,6 @@ from mfa_pipeline.domain.events import (
     PushDeliveryRequested,
     SmsDeliveryRequested,
 )
-from mfa_pipeline.ports import NullMetrics
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.webhooks import announce_finished
 
@@ -39,8 +38,8 @@ class SweepService:
         publisher: EventPublisher,
         clock: Clock,
         batch_size: int,
-        auditor: Auditor | None = None,
-        metrics: Metrics | None = None,
+        auditor: Auditor,
+        metrics: Metrics,
         stale_delivery_seconds: float = 20,
         retry_grace_seconds: float = 60,
     ) -> None:
@@ -48,7 +47,7 @@ class SweepService:
         self._stale = stale_delivery_seconds
         # A retry waits up to its backoff cap before it claims again: not stale before that.
         self._retry_grace = retry_grace_seconds
-        self._metrics = metrics or NullMetrics()
+        self._metrics = metrics
         self._auditor = auditor
         self._publisher = publisher
         self._clock = clock
@@ -67,16 +66,15 @@ class SweepService:
                 outcome="expired",
             )
             self._metrics.challenge_expired(factor=item.factor, application=item.application)
-            if self._auditor is not None:
-                self._auditor.record(
-                    audit.CHALLENGE_EXPIRED,
-                    user_id=item.user_id,
-                    application=item.application,
-                    outcome="expired",
-                    factor=item.factor,
-                    challenge_id=item.challenge_id,
-                    best_effort=True,
-                )
+            self._auditor.record(
+                audit.CHALLENGE_EXPIRED,
+                user_id=item.user_id,
+                application=item.application,
+                outcome="expired",
+                factor=item.factor,
+                challenge_id=item.challenge_id,
+                best_effort=True,
+            )
             announce_finished(
                 self._publisher,
                 ChallengeFinished(

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from mfa_pipeline.domain.factors import Factor, FactorStatus, User
-from mfa_pipeline.ports import FactorRepository
+from mfa_pipeline.ports import FactorRepository, SecretRotationRepository, StoredSecret
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class InMemoryFactorRepository(FactorRepository):
@@ -119,3 +123,64 @@ class InMemoryFactorRepository(FactorRepository):
 
     def ping(self) -> None:
         return None
+
+
+class InMemorySecretRotationRepository(SecretRotationRepository):
+    """Key rotation's walk over the in-memory factor rows (the twin of `sql_secrets.py`)."""
+
+    def __init__(self, factors: InMemoryFactorRepository) -> None:
+        self._factors = factors
+
+    @staticmethod
+    def _stored(factor: Factor) -> StoredSecret:
+        return StoredSecret(
+            factor_id=factor.factor_id,
+            user_id=factor.user_id,
+            secret_ciphertext=factor.secret_ciphertext,
+            phone_ciphertext=factor.phone_ciphertext,
+            push_token_ciphertext=factor.push_token_ciphertext,
+            public_key_ciphertext=factor.public_key,
+        )
+
+    def _rows(self) -> list[StoredSecret]:
+        with self._factors._lock:
+            rows = [self._stored(f) for f in self._factors._factors.values()]
+        return sorted(
+            (
+                r
+                for r in rows
+                if any(
+                    (
+                        r.secret_ciphertext,
+                        r.phone_ciphertext,
+                        r.push_token_ciphertext,
+                        r.public_key_ciphertext,
+                    )
+                )
+            ),
+            key=lambda r: r.factor_id,
+        )
+
+    def batch_after(self, factor_id: str | None, *, limit: int) -> list[StoredSecret]:
+        return [r for r in self._rows() if factor_id is None or r.factor_id > factor_id][:limit]
+
+    def replace(self, old: Sequence[StoredSecret], new: Sequence[StoredSecret]) -> int:
+        written = 0
+        with self._factors._lock:
+            rows = self._factors._factors
+            for before, after in zip(old, new, strict=True):
+                factor = rows.get(before.factor_id)
+                if factor is None or self._stored(factor) != before:
+                    continue  # changed or removed since it was read: left alone
+                rows[before.factor_id] = replace(
+                    factor,
+                    secret_ciphertext=after.secret_ciphertext,
+                    phone_ciphertext=after.phone_ciphertext,
+                    push_token_ciphertext=after.push_token_ciphertext,
+                    public_key=after.public_key_ciphertext,
+                )
+                written += 1
+        return written
+
+    def count(self) -> int:
+        return len(self._rows())

@@ -406,6 +406,9 @@ class InMemoryChallengeStore(ChallengeStore):
             )
             return StoreResult(Transition.DONE, ChallengeStatus.PENDING, seq=seq)
 
+    def ping(self) -> None:
+        """Always reachable: it lives in this process."""
+
     def sweep(self, *, now: float, batch_size: int) -> list[ExpiredChallenge]:
         with self._lock:
             self._advance(now)

@@ -87,12 +87,14 @@ def enroll_sms_users(settings: Settings, count: int) -> dict[str, str]:
         for index in range(count):
             user_id = f"drill-{secrets.token_hex(5)}"
             phone = f"+1201555{block + index:04d}"
-            container.enrollment.put_user(user_id=user_id, firm_id=None)
-            enrollment = container.enrollment.enroll_sms(user_id=user_id, phone=phone, region=None)
-            container.delivery.deliver(challenge_id=enrollment.challenge_id, seq=0)
+            container.services.enrollment.put_user(user_id=user_id, firm_id=None)
+            enrollment = container.services.enrollment.enroll_sms(
+                user_id=user_id, phone=phone, region=None
+            )
+            container.services.sms_delivery.deliver(challenge_id=enrollment.challenge_id, seq=0)
             found = re.search(r"\b(\d{6})\b", sender.bodies[-1])
             assert found is not None
-            container.enrollment.activate(
+            container.services.enrollment.activate(
                 user_id=user_id, factor_id=enrollment.factor.factor_id, code=found.group(1)
             )
             users[user_id] = enrollment.phone.e164
@@ -113,7 +115,7 @@ def sms_drill(settings: Settings, count: int) -> Iterator[tuple[dict[str, str], 
 
 
 def issue_sms_challenge(container: Container, user_id: str) -> str:
-    view = container.challenges.issue(
+    view = container.services.challenges.issue(
         user_id=user_id, factor=RequestedFactor.SMS, context=RequestContext(ip="203.0.113.9")
     )
     return view.challenge.challenge_id
@@ -121,7 +123,7 @@ def issue_sms_challenge(container: Container, user_id: str) -> str:
 
 def is_settled(container: Container, challenge_id: str) -> bool:
     """Delivery is over: the SMS was sent, or the challenge failed (nothing more will happen)."""
-    challenge = container.store.get(challenge_id)
+    challenge = container.ports.store.get(challenge_id)
     assert challenge is not None
     return challenge.delivery.status.value == "sent" or challenge.status.value == "failed"
 
@@ -134,7 +136,7 @@ def wait_until_settled(container: Container, challenge_ids: list[str], timeout: 
         if not pending:
             return
         if time.monotonic() > deadline:
-            states = [container.store.get(cid) for cid in pending[:5]]
+            states = [container.ports.store.get(cid) for cid in pending[:5]]
             raise AssertionError(f"{len(pending)} challenges never settled, e.g. {states}")
         time.sleep(0.1)
 
@@ -153,7 +155,7 @@ def assert_each_got_one_sms_or_failed(
     per_number = sms_per_number(fake)
     outcomes: Counter[str] = Counter()
     for challenge_id, user_id in challenges.items():
-        challenge = container.store.get(challenge_id)
+        challenge = container.ports.store.get(challenge_id)
         assert challenge is not None
         received = per_number[users[user_id]]
         assert received <= 1, f"{challenge_id}: {received} SMS"

@@ -17,7 +17,7 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from mfa_pipeline.api.app import create_app
+from mfa_pipeline.api.main import app_for
 from mfa_pipeline.bootstrap import bootstrap
 from tests.drills.kit import drill_settings
 from tests.fakes.tcp_proxy import TcpProxy
@@ -65,7 +65,7 @@ def api_on_proxied_postgres(
         tmp_path, redis_url, key_prefix, fake_twilio.url, database_url=postgres_proxy[1]
     )
     container = bootstrap(settings)
-    server = ApiServer(create_app(container))
+    server = ApiServer(app_for(container))
     server.start()
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {MANAGE_KEY}"}, timeout=20

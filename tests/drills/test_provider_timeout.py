@@ -70,7 +70,7 @@ def test_a_provider_outage_is_retried_through_and_every_challenge_gets_one_sms_a
             challenges = {issue_sms_challenge(container, user): user for user in users}
 
             def retried_after_a_timeout() -> bool:
-                stored = [container.store.get(cid) for cid in challenges]
+                stored = [container.ports.store.get(cid) for cid in challenges]
                 return any(
                     c is not None
                     and c.delivery.attempts >= 2
@@ -81,7 +81,7 @@ def test_a_provider_outage_is_retried_through_and_every_challenge_gets_one_sms_a
             # The outage lasts OUTAGE_SECONDS, and at least until a timed-out send was retried.
             wait_until(retried_after_a_timeout, timeout=OUTAGE_SECONDS + 10)
             time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - started)))
-            stored = [container.store.get(cid) for cid in challenges]
+            stored = [container.ports.store.get(cid) for cid in challenges]
             assert {c.delivery.status.value for c in stored if c} <= {"retrying", "sending"}
             assert fake_twilio.messages == []
             proxy.restore()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from mfa_pipeline.api.app import create_app
+from mfa_pipeline.api.main import app_for
 from mfa_pipeline.bootstrap import bootstrap
 from tests.drills.kit import drill_settings, enroll_sms_users, sms_per_number, wait_until_settled
 from tests.fixtures.pipeline import MANAGE_KEY, ApiServer, wait_until
@@ -132,7 +132,7 @@ def test_a_redis_restart_under_load_answers_503_then_recovers_by_itself(
     with contextlib.ExitStack() as stack:
         container = bootstrap(settings)
         stack.callback(container.close)
-        server = ApiServer(create_app(container))
+        server = ApiServer(app_for(container))
         server.start()
         stack.callback(server.stop)
         load = LoginLoad(server.url, list(users))
@@ -167,7 +167,7 @@ def test_a_redis_restart_under_load_answers_503_then_recovers_by_itself(
         created_after = [cid for cid, at in load.created().items() if at > up_at]
         wait_until_settled(container, created_after, timeout=15)
         for challenge_id in created_after:
-            challenge = container.store.get(challenge_id)
+            challenge = container.ports.store.get(challenge_id)
             assert challenge is not None
             assert challenge.delivery.status.value == "sent", challenge
         assert_no_challenge_got_two_sms(container, key_prefix, users, fake_twilio)

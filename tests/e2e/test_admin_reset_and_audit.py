@@ -284,7 +284,7 @@ def test_every_outcome_is_audited_and_no_row_holds_a_code_secret_or_number(
     # A challenge left to expire, then swept.
     expiring = api.post("/v1/challenges", json={"user_id": user_id, "factor": "totp"}).json()
     clock.advance(301)
-    assert container.sweeps.sweep() >= 1
+    assert container.services.sweeps.sweep() >= 1
 
     # A factor removed, a reset, a policy change.
     assert api.delete(f"/v1/users/{user_id}/factors/{sms_factor}").status_code == 204

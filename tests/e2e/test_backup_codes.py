@@ -177,7 +177,7 @@ def test_two_or_fewer_codes_left_add_a_warning_and_an_audit_event(
     assert low.status_code == 201
     assert low.json()["warning"] == "backup_codes_low"
     assert low.json()["backup_codes_remaining"] == 2
-    events = [e.event for e in container.audit.for_user(user_id)]
+    events = [e.event for e in container.ports.audit_log.for_user(user_id)]
     assert events.count("backup_codes_low") == 1
     assert events.count("backup_code_used") == 8
     assert events[-1] == "backup_codes_generated"

@@ -52,5 +52,8 @@ def test_a_challenge_whose_sms_cannot_be_queued_answers_503_and_is_never_sent(
         "status": "failed",
         "error_code": "queue_unavailable",
     }
-    assert container.delivery.deliver(challenge_id=stranded, seq=0) is DeliveryOutcome.SKIPPED
+    assert (
+        container.services.sms_delivery.deliver(challenge_id=stranded, seq=0)
+        is DeliveryOutcome.SKIPPED
+    )
     assert fake_twilio.messages == []

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mfa_pipeline.api.app import create_app
+from mfa_pipeline.api.main import app_for
 from tests.e2e.test_login_flows import create_user, enroll_sms
 from tests.fixtures.pipeline import ApiServer, wait_until
 from tests.fixtures.services import free_port
@@ -38,7 +38,7 @@ def settings_overrides(public_port: int) -> dict[str, Any]:
 
 @pytest.fixture
 def api_server(container: Container, public_port: int) -> Iterator[ApiServer]:
-    server = ApiServer(create_app(container), port=public_port)
+    server = ApiServer(app_for(container), port=public_port)
     server.start()
     yield server
     server.stop()

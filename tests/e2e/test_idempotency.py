@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from mfa_pipeline.api.app import create_app
+from mfa_pipeline.api.main import app_for
 from mfa_pipeline.client import MfaClient, RetryPolicy
 from mfa_pipeline.domain.errors import UnavailableError
 from tests.e2e.test_login_flows import PHONE_E164, create_user, enroll_sms, last_code
@@ -64,7 +64,7 @@ def reply_lost_after_create(container: Container, times: int = 1) -> Iterator[li
 
     What a Redis restart at the wrong moment does (tests/drills/test_redis_restart.py).
     """
-    real = container.store.create
+    real = container.ports.store.create
     created: list[str] = []
 
     def create(challenge: Any, **kwargs: Any) -> None:
@@ -73,11 +73,11 @@ def reply_lost_after_create(container: Container, times: int = 1) -> Iterator[li
             created.append(challenge.challenge_id)
             raise UnavailableError("The challenge store is unavailable; try again.")
 
-    container.store.create = create  # type: ignore[method-assign]
+    container.ports.store.create = create  # type: ignore[method-assign]
     try:
         yield created
     finally:
-        del container.store.create
+        del container.ports.store.create
 
 
 def test_a_repeated_challenge_request_answers_the_first_response_and_sends_one_sms(
@@ -117,7 +117,7 @@ def test_the_same_key_with_another_body_is_refused_and_sends_nothing(
 @pytest.fixture
 def second_api(container: Container) -> Iterator[ApiServer]:
     """Another API server on the same stores: a second API process of the deployment."""
-    server = ApiServer(create_app(container))
+    server = ApiServer(app_for(container))
     server.start()
     yield server
     server.stop()
@@ -132,14 +132,14 @@ def test_a_repeat_while_the_first_request_runs_is_409_request_in_progress(
 ) -> None:
     user_id = sms_user(api, fake_twilio)
     entered, release = threading.Event(), threading.Event()
-    real_issue = container.challenges.issue
+    real_issue = container.services.challenges.issue
 
     def slow_issue(**kwargs: Any) -> Any:  # the first request, held inside its creation
         entered.set()
         release.wait(10)
         return real_issue(**kwargs)
 
-    container.challenges.issue = slow_issue  # type: ignore[method-assign]
+    container.services.challenges.issue = slow_issue  # type: ignore[method-assign]
     answers: list[httpx.Response] = []
     auth = {"Authorization": f"Bearer {MANAGE_KEY}"}
 
@@ -159,7 +159,7 @@ def test_a_repeat_while_the_first_request_runs_is_409_request_in_progress(
     finally:
         release.set()
         runner.join(20)
-        del container.challenges.issue
+        del container.services.challenges.issue
     assert busy.status_code == 409
     assert busy.json()["error"]["code"] == "request_in_progress"
     assert answers[0].status_code == 201

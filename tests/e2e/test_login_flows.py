@@ -209,7 +209,7 @@ def test_an_expired_challenge_is_swept_reads_expired_and_refuses_codes(
     celery_app.send_task("mfa.sweep_expired", queue="sweeps")  # type: ignore[attr-defined]
     wait_until(
         lambda: (
-            container.redis.hget(container.store.keys.challenge(challenge_id), "status")
+            container.redis.hget(container.ports.store.keys.challenge(challenge_id), "status")
             == "expired"
         )
     )  # type: ignore[attr-defined]

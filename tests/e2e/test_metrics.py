@@ -76,7 +76,7 @@ def test_a_scrape_after_three_sms_logins_reports_what_happened(
     verified = api.post(f"/v1/challenges/{challenges[2]}/verify", json={"code": code})
     assert verified.status_code == 200, verified.text
     clock.advance(700)  # past the other two codes' 10 minutes
-    assert container.sweeps.sweep() == 2
+    assert container.services.sweeps.sweep() == 2
 
     text = scrape(anonymous)
     sms_manage = 'application="manage",factor="sms"'

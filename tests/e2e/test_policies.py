@@ -135,14 +135,14 @@ def test_a_disallowed_factor_cannot_be_enrolled_and_nothing_is_stored(
     assert refused.json()["error"]["code"] == "factor_not_allowed"
     assert "text messages" in refused.json()["error"]["message"]
     assert api.get(f"/v1/users/{user_id}/factors").json() == []
-    assert container.factors.list_factors(user_id) == []
+    assert container.ports.factors.list_factors(user_id) == []
     assert fake_twilio.messages == []
 
     assert put_policy(api, admin_id, require_mfa=True, allowed_factors=["sms"]).status_code == 200
     refused = api.post(f"/v1/users/{user_id}/factors/totp")
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "factor_not_allowed"
-    assert container.factors.list_factors(user_id) == []
+    assert container.ports.factors.list_factors(user_id) == []
 
 
 def test_a_pending_factor_of_a_type_disallowed_since_cannot_be_activated(

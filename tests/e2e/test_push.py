@@ -93,7 +93,7 @@ def test_a_device_registers_and_a_token_refresh_updates_it(
     assert [(f["type"], f["device_name"], f["platform"]) for f in factors] == [
         ("push", "Ana's phone", "android")
     ]
-    stored = container.factors.get_factor(user_id, body["device_id"])
+    stored = container.ports.factors.get_factor(user_id, body["device_id"])
     assert stored is not None
     assert "refreshed-token" not in (stored.push_token_ciphertext or "")  # encrypted at rest
     assert device.public_key not in (stored.public_key or "")  # sealed to user and factor
@@ -210,7 +210,7 @@ def test_an_unregistered_token_deactivates_the_device_and_fails_the_push(
     cid = challenge["challenge_id"]
     wait_until(lambda: status_of(api, cid) == "failed")
     assert api.get(f"/v1/challenges/{cid}").json()["delivery"]["status"] == "failed"
-    stored = container.factors.get_factor(user_id, device.device_id or "")
+    stored = container.ports.factors.get_factor(user_id, device.device_id or "")
     assert stored is not None
     assert stored.status.value == "inactive"
     # A deactivated device can no longer answer, even with a valid signature.

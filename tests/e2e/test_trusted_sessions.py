@@ -124,7 +124,7 @@ def test_revoking_trusted_sessions_ends_every_token(
     assert revoked.status_code == 204
     assert preauth(api, user_id, first) == "auth"
     assert preauth(api, user_id, second) == "auth"
-    events = [e.event for e in container.audit.for_user(user_id)]
+    events = [e.event for e in container.ports.audit_log.for_user(user_id)]
     assert events.count("trusted_session_issued") == 2
     assert events[0] == "trusted_sessions_revoked"
     assert api.delete("/v1/users/nobody-here/trusted-sessions").status_code == 404

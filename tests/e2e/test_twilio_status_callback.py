@@ -43,16 +43,23 @@ def no_automatic_reports(fake_twilio: FakeTwilio) -> None:
 def sent_challenge(container: Container, fake: FakeTwilio) -> tuple[str, str]:
     """An SMS login challenge whose first code Twilio accepted: (challenge id, message SID)."""
     user_id = new_user_id()
-    container.enrollment.put_user(user_id=user_id, firm_id=None)
-    enrollment = container.enrollment.enroll_sms(user_id=user_id, phone="+12015550123", region=None)
-    container.delivery.deliver(challenge_id=enrollment.challenge_id, seq=0)
+    container.services.enrollment.put_user(user_id=user_id, firm_id=None)
+    enrollment = container.services.enrollment.enroll_sms(
+        user_id=user_id, phone="+12015550123", region=None
+    )
+    container.services.sms_delivery.deliver(challenge_id=enrollment.challenge_id, seq=0)
     code = fake.messages[-1]["Body"].split("code is ")[1][:6]
-    container.enrollment.activate(user_id=user_id, factor_id=enrollment.factor.factor_id, code=code)
-    view = container.challenges.issue(
+    container.services.enrollment.activate(
+        user_id=user_id, factor_id=enrollment.factor.factor_id, code=code
+    )
+    view = container.services.challenges.issue(
         user_id=user_id, factor=RequestedFactor.SMS, context=RequestContext(ip="203.0.113.9")
     )
     challenge_id = view.challenge.challenge_id
-    assert container.delivery.deliver(challenge_id=challenge_id, seq=0) is DeliveryOutcome.SENT
+    assert (
+        container.services.sms_delivery.deliver(challenge_id=challenge_id, seq=0)
+        is DeliveryOutcome.SENT
+    )
     return challenge_id, fake.messages[-1]["sid"]
 
 
@@ -169,7 +176,10 @@ def test_a_report_on_the_send_before_a_resend_leaves_the_new_send_alone(
     challenge_id, first_sid = sent_challenge(container, fake_twilio)
     clock.advance(31)  # past the resend interval
     assert api.post(f"/v1/challenges/{challenge_id}/resend").status_code == 202
-    assert container.delivery.deliver(challenge_id=challenge_id, seq=1) is DeliveryOutcome.SENT
+    assert (
+        container.services.sms_delivery.deliver(challenge_id=challenge_id, seq=1)
+        is DeliveryOutcome.SENT
+    )
     second_sid = fake_twilio.messages[-1]["sid"]
     late = report_form(first_sid, "undelivered", error_code="30005")
     assert post_report(anonymous, query_of(challenge_id, seq=0), late).status_code == 204

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from mfa_pipeline.adapters.sql_migrations import upgrade
-from mfa_pipeline.api.app import create_app
+from mfa_pipeline.api.main import app_for
 from mfa_pipeline.bootstrap import bootstrap
 from tests.fixtures.pipeline import MANAGE_KEY, ApiServer, make_settings
 from tests.fixtures.services import free_port
@@ -23,10 +23,12 @@ def client_without_redis(tmp_path: Path) -> Iterator[httpx.Client]:
     settings = make_settings(tmp_path, f"redis://127.0.0.1:{free_port()}/0", "down")
     upgrade(settings.effective_database_url)
     container = bootstrap(settings)
-    container.enrollment.put_user(user_id="alice", firm_id=None)
-    factor = container.enrollment.enroll_totp(user_id="alice").factor
-    container.factors.activate_factor("alice", factor.factor_id, now=container.clock.now())
-    server = ApiServer(create_app(container))
+    container.services.enrollment.put_user(user_id="alice", firm_id=None)
+    factor = container.services.enrollment.enroll_totp(user_id="alice").factor
+    container.ports.factors.activate_factor(
+        "alice", factor.factor_id, now=container.ports.clock.now()
+    )
+    server = ApiServer(app_for(container))
     server.start()
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {MANAGE_KEY}"}, timeout=10

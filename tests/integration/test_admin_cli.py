@@ -92,18 +92,18 @@ def quiet(settings: Settings, clock: FrozenClock) -> Iterator[Container]:
 
 def enroll_both(c: Container, fake: FakeTwilio, clock: FrozenClock, user_id: str) -> pyotp.TOTP:
     """A user with an active TOTP and an active SMS factor (the SMS code read off the fake)."""
-    c.enrollment.put_user(user_id=user_id, firm_id="firm-ops")
-    totp_enrollment = c.enrollment.enroll_totp(user_id=user_id)
+    c.services.enrollment.put_user(user_id=user_id, firm_id="firm-ops")
+    totp_enrollment = c.services.enrollment.enroll_totp(user_id=user_id)
     totp = pyotp.TOTP(totp_enrollment.secret)
-    c.enrollment.activate(
+    c.services.enrollment.activate(
         user_id=user_id,
         factor_id=totp_enrollment.factor.factor_id,
         code=totp.at(clock.now()),
     )
     clock.advance(30)
-    sms = c.enrollment.enroll_sms(user_id=user_id, phone=PHONE, region=None)
-    c.delivery.deliver(challenge_id=sms.challenge_id, seq=0)
-    c.enrollment.activate(
+    sms = c.services.enrollment.enroll_sms(user_id=user_id, phone=PHONE, region=None)
+    c.services.sms_delivery.deliver(challenge_id=sms.challenge_id, seq=0)
+    c.services.enrollment.activate(
         user_id=user_id, factor_id=sms.factor.factor_id, code=sms_code(fake, len(fake.messages))
     )
     return totp
@@ -119,7 +119,7 @@ def test_show_user_lists_factors_without_secrets_and_the_recent_events(
     quiet: Container, fake_twilio: FakeTwilio, clock: FrozenClock, settings: Settings
 ) -> None:
     totp = enroll_both(quiet, fake_twilio, clock, "u-show")
-    quiet.backup_code_service.generate(user_id="u-show")
+    quiet.services.backup_codes.generate(user_id="u-show")
     out = run(["admin", "show-user", "u-show"], **cli_env(settings, KEY_A)).output
     assert "totp" in out
     assert "*******23" in out
@@ -139,8 +139,8 @@ def test_reset_user_from_the_cli_is_audited_with_the_operator(
         ["admin", "reset-user", "u-reset", "--actor", "ops-jane"], **cli_env(settings, KEY_A)
     ).output
     assert "2 factor(s) removed" in out
-    assert quiet.factors.list_factors("u-reset") == []
-    newest = quiet.audit.for_user("u-reset", limit=1)[0]
+    assert quiet.ports.factors.list_factors("u-reset") == []
+    newest = quiet.ports.audit_log.for_user("u-reset", limit=1)[0]
     assert (newest.event, newest.actor_id, newest.application) == ("mfa_reset", "ops-jane", "cli")
 
 
@@ -178,21 +178,26 @@ def test_rotated_secrets_still_verify_once_the_old_key_is_removed(
     )
     try:
         for user_id, totp in totps.items():
-            login = only_b.challenges.issue(
+            login = only_b.services.challenges.issue(
                 user_id=user_id, factor=RequestedFactor.TOTP, code=totp.at(clock.now())
             )
             assert login.status.value == "verified"
-            sms = only_b.challenges.issue(
+            sms = only_b.services.challenges.issue(
                 user_id=user_id, factor=RequestedFactor.SMS, context=RequestContext()
             )
-            assert only_b.delivery.deliver(challenge_id=sms.challenge.challenge_id, seq=0) == "sent"
+            assert (
+                only_b.services.sms_delivery.deliver(challenge_id=sms.challenge.challenge_id, seq=0)
+                == "sent"
+            )
             code = sms_code(fake_twilio, len(fake_twilio.messages))
-            verified = only_b.challenges.verify(challenge_id=sms.challenge.challenge_id, code=code)
+            verified = only_b.services.challenges.verify(
+                challenge_id=sms.challenge.challenge_id, code=code
+            )
             assert verified.status.value == "verified"
         # Key A alone opens nothing any more: every secret moved to key B.
-        factor = only_b.factors.list_factors("u-rot-0")[0]
+        factor = only_b.ports.factors.list_factors("u-rot-0")[0]
         with pytest.raises(SecretDecryptError):
-            quiet.secrets.decrypt(
+            quiet.ports.secrets.decrypt(
                 factor.secret_ciphertext or factor.phone_ciphertext or "",
                 context=f"{factor.type.value}:u-rot-0:{factor.factor_id}",
             )

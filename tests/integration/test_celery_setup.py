@@ -29,21 +29,21 @@ def test_the_celery_setup_uses_the_local_broker_and_routes_tasks_to_their_queues
 def test_a_sweep_sent_through_the_setup_runs_on_the_worker(
     celery_setup: CeleryTestSetup, container: Container, worker: object
 ) -> None:
-    container.factors.upsert_user("sweep-user", firm_id=None, now=container.clock.now())
-    container.factors.add_factor(
+    container.ports.factors.upsert_user("sweep-user", firm_id=None, now=container.ports.clock.now())
+    container.ports.factors.add_factor(
         Factor(
             factor_id="f_sweep",
             user_id="sweep-user",
             type=FactorType.TOTP,
             status=FactorStatus.ACTIVE,
-            created_at=container.clock.now(),
+            created_at=container.ports.clock.now(),
             secret_ciphertext="unused",
         )
     )
-    view = container.challenges.issue(
+    view = container.services.challenges.issue(
         user_id="sweep-user", factor=RequestedFactor.TOTP, context=RequestContext()
     )
-    container.clock.advance(container.settings.challenge_ttl_seconds + 1)  # type: ignore[attr-defined]
+    container.ports.clock.advance(container.settings.challenge_ttl_seconds + 1)  # type: ignore[attr-defined]
     celery_setup.app.send_task("mfa.sweep_expired", queue="sweeps")
-    key = container.store.keys.challenge(view.challenge.challenge_id)  # type: ignore[attr-defined]
+    key = container.ports.store.keys.challenge(view.challenge.challenge_id)  # type: ignore[attr-defined]
     wait_until(lambda: container.redis.hget(key, "status") == "expired")

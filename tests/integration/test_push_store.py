@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mfa_pipeline.adapters.push_guard import InMemoryPushGuard, RedisPushGuard
+from mfa_pipeline.adapters.push_guard import RedisPushGuard
 from mfa_pipeline.domain.challenges import ChallengeStatus, FactorType
 from mfa_pipeline.domain.push import MAX_PENDING_PER_USER, MAX_PER_HOUR
 from mfa_pipeline.ports import Transition
+from tests.doubles.push_guard import InMemoryPushGuard
 from tests.integration.test_challenge_store import (
     T0,
     Backend,

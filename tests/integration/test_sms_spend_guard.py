@@ -14,7 +14,7 @@ import pytest
 from redis.crc import key_slot
 
 from mfa_pipeline.adapters.phonenumbers_parser import sms_destination
-from mfa_pipeline.adapters.sms_spend import InMemorySmsSpendGuard, RedisSmsSpendGuard
+from mfa_pipeline.adapters.sms_spend import RedisSmsSpendGuard
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.domain.sms_spend import (
     SmsBreaker,
@@ -22,6 +22,7 @@ from mfa_pipeline.domain.sms_spend import (
     SmsLimitScope,
     SmsSpendLimits,
 )
+from tests.doubles.sms_spend import InMemorySmsSpendGuard
 
 if TYPE_CHECKING:
     from collections.abc import Callable

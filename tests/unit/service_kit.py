@@ -1,4 +1,4 @@
-"""The services wired as `bootstrap.py` wires them, on in-memory twins and a frozen clock.
+"""The service graph of production (`build_services`), on in-memory twins and a frozen clock.
 
 No Redis, no SQL, no network: each test builds its own kit with `make_kit()` and drives
 time by hand through `kit.clock`.
@@ -10,36 +10,56 @@ import itertools
 import re
 import uuid
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pyotp
 
+from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, generate_key, parse_keys
+from mfa_pipeline.adapters.phonenumbers_parser import PhonenumbersPhoneNumbers
+from mfa_pipeline.adapters.py_webauthn import PyWebAuthnCeremony
+from mfa_pipeline.adapters.segno_qr import SegnoQrRenderer
+from mfa_pipeline.adapters.webhook_verifiers import NullWebhookVerifier
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.factors import Factor, FactorStatus
 from mfa_pipeline.domain.rules import ChallengeRules
 from mfa_pipeline.domain.totp import PERIOD_SECONDS, SKEW_DIAGNOSIS_WINDOW, generate_secret
-from mfa_pipeline.ports import SmsError, SmsReceipt, SmsSender
-from mfa_pipeline.services.challenges import ChallengeService
-from mfa_pipeline.services.delivery import SmsDeliveryService
-from mfa_pipeline.services.enrollment import EnrollmentService, new_factor_id
-from mfa_pipeline.services.sweeps import SweepService
+from mfa_pipeline.ports import NullMetrics, SmsError, SmsReceipt, SmsSender
+from mfa_pipeline.services.enrollment import new_factor_id
+from mfa_pipeline.services.graph import Ports, Rules, Services, build_services
 from mfa_pipeline.services.verification import phone_context, totp_context
 from tests.doubles.clock import FrozenClock
-from tests.doubles.memory_factors import InMemoryFactorRepository
+from tests.doubles.idempotency import InMemoryIdempotencyStore
+from tests.doubles.memory_account import (
+    InMemoryAuditLog,
+    InMemoryBackupCodeRepository,
+    InMemoryPolicyRepository,
+    InMemoryTrustedSessionRepository,
+)
+from tests.doubles.memory_factors import InMemoryFactorRepository, InMemorySecretRotationRepository
 from tests.doubles.memory_store import InMemoryChallengeStore, InMemoryRateLimiter
 from tests.doubles.publisher import RecordingEventPublisher
+from tests.doubles.push_guard import InMemoryPushGuard
+from tests.doubles.senders import RecordingPushSender, RecordingWebhookSender
+from tests.doubles.sms_spend import InMemorySmsSpendGuard
+from tests.doubles.webauthn import (
+    InMemoryWebAuthnCeremonyStore,
+    InMemoryWebAuthnCredentialRepository,
+)
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.events import Event
+    from mfa_pipeline.services.challenges import ChallengeService
+    from mfa_pipeline.services.delivery import SmsDeliveryService
+    from mfa_pipeline.services.enrollment import EnrollmentService
+    from mfa_pipeline.services.sweeps import SweepService
 
 E = TypeVar("E", bound="Event")
 
 # A frozen start in the middle of a 30 s TOTP step, so that ±n steps are exactly ±n * 30 s.
 START = 60_000_000 * PERIOD_SECONDS + 15.0
-# The settings' defaults for what bootstrap reads outside `ChallengeRules`.
-STORE_SHARDS = 16
-SWEEP_BATCH_SIZE = 500
+# The smallest argon2id the library allows: the services' logic, not the hash's cost, is tested.
+CHEAP_HASHER = Argon2CodeHasher(time_cost=1, memory_cost_kib=8, parallelism=1)
 PHONE = "+12015550123"
 
 _SIX_DIGITS = re.compile(r"\b\d{6}\b")
@@ -114,18 +134,51 @@ class TotpFactor:
 
 @dataclass
 class ServiceKit:
-    clock: FrozenClock
-    store: InMemoryChallengeStore
-    factors: InMemoryFactorRepository
-    limiter: InMemoryRateLimiter
-    publisher: RecordingEventPublisher
-    secrets: AesGcmSecretBox
-    sms: RecordingSmsSender
+    """`services` as production builds them; the twins behind `ports`, typed for arranging."""
+
+    services: Services
+    ports: Ports
     rules: ChallengeRules
-    challenges: ChallengeService
-    enrollment: EnrollmentService
-    delivery: SmsDeliveryService
-    sweeps: SweepService
+
+    def __post_init__(self) -> None:
+        p = self.ports
+        assert isinstance(p.clock, FrozenClock)
+        assert isinstance(p.store, InMemoryChallengeStore)
+        assert isinstance(p.factors, InMemoryFactorRepository)
+        assert isinstance(p.limiter, InMemoryRateLimiter)
+        assert isinstance(p.publisher, RecordingEventPublisher)
+        assert isinstance(p.secrets, AesGcmSecretBox)
+        assert isinstance(p.sms_sender, RecordingSmsSender)
+        assert isinstance(p.push_sender, RecordingPushSender)
+        assert isinstance(p.push_guard, InMemoryPushGuard)
+        assert isinstance(p.backup_codes, InMemoryBackupCodeRepository)
+        assert isinstance(p.trusted_sessions, InMemoryTrustedSessionRepository)
+        assert isinstance(p.audit_log, InMemoryAuditLog)
+        self.clock, self.store, self.factors, self.limiter = p.clock, p.store, p.factors, p.limiter
+        self.publisher, self.secrets, self.sms, self.push = (
+            p.publisher,
+            p.secrets,
+            p.sms_sender,
+            p.push_sender,
+        )
+        self.push_guard, self.backup_codes = p.push_guard, p.backup_codes
+        self.trusted_sessions, self.audit = p.trusted_sessions, p.audit_log
+
+    @property
+    def challenges(self) -> ChallengeService:
+        return self.services.challenges
+
+    @property
+    def enrollment(self) -> EnrollmentService:
+        return self.services.enrollment
+
+    @property
+    def delivery(self) -> SmsDeliveryService:
+        return self.services.sms_delivery
+
+    @property
+    def sweeps(self) -> SweepService:
+        return self.services.sweeps
 
     # --- arranging ---------------------------------------------------------------------------
 
@@ -168,20 +221,6 @@ class ServiceKit:
             activated_at=now if active else None,
         )
 
-    def challenge_service(self, **collaborators: Any) -> ChallengeService:
-        """A `ChallengeService` on this kit's ports, with optional ones added (a push guard...)."""
-        return ChallengeService(
-            store=self.store,
-            factors=self.factors,
-            publisher=self.publisher,
-            limiter=self.limiter,
-            secrets=self.secrets,
-            clock=self.clock,
-            rules=self.rules,
-            shards=STORE_SHARDS,
-            **collaborators,
-        )
-
     # --- observing ---------------------------------------------------------------------------
 
     def events(self, kind: type[E]) -> list[E]:
@@ -189,54 +228,42 @@ class ServiceKit:
 
 
 def make_kit(*, rules: ChallengeRules | None = None, start: float = START) -> ServiceKit:
-    """The four services wired as `bootstrap()` wires them, each port an in-memory twin."""
+    """`build_services` on in-memory twins of every port, as production calls it on adapters."""
     rules = rules or ChallengeRules()
-    clock = FrozenClock(start)
-    store = InMemoryChallengeStore()
+    spend_limits = Rules().sms_spend
     factors = InMemoryFactorRepository()
-    limiter = InMemoryRateLimiter()
-    publisher = RecordingEventPublisher()
-    box = AesGcmSecretBox(parse_keys([generate_key()]))
-    sms = RecordingSmsSender()
-    challenges = ChallengeService(
+    store = InMemoryChallengeStore()
+    ports = Ports(
+        clock=FrozenClock(start),
         store=store,
+        limiter=InMemoryRateLimiter(),
+        idempotency=InMemoryIdempotencyStore(store),
         factors=factors,
-        publisher=publisher,
-        limiter=limiter,
-        secrets=box,
-        clock=clock,
-        rules=rules,
-        shards=STORE_SHARDS,
+        secrets=AesGcmSecretBox(parse_keys([generate_key()])),
+        stored_secrets=InMemorySecretRotationRepository(factors),
+        backup_codes=InMemoryBackupCodeRepository(),
+        code_hasher=CHEAP_HASHER,
+        trusted_sessions=InMemoryTrustedSessionRepository(),
+        policies=InMemoryPolicyRepository(),
+        audit_log=InMemoryAuditLog(),
+        publisher=RecordingEventPublisher(),
+        sms_sender=RecordingSmsSender(),
+        sms_spend_guard=InMemorySmsSpendGuard(limits=spend_limits),
+        push_sender=RecordingPushSender(),
+        push_guard=InMemoryPushGuard(),
+        webhook_sender=RecordingWebhookSender(),
+        webhook_verifier=NullWebhookVerifier(),
+        webauthn_credentials=InMemoryWebAuthnCredentialRepository(factors),
+        webauthn_ceremonies=InMemoryWebAuthnCeremonyStore(),
+        webauthn_ceremony=PyWebAuthnCeremony(
+            rp_id="localhost", rp_name="Test", origins=["http://localhost"]
+        ),
+        phones=PhonenumbersPhoneNumbers(),
+        qr=SegnoQrRenderer(),
+        metrics=NullMetrics(),
     )
     return ServiceKit(
-        clock=clock,
-        store=store,
-        factors=factors,
-        limiter=limiter,
-        publisher=publisher,
-        secrets=box,
-        sms=sms,
+        services=build_services(ports, Rules(challenges=rules, sms_spend=spend_limits)),
+        ports=ports,
         rules=rules,
-        challenges=challenges,
-        enrollment=EnrollmentService(
-            factors=factors,
-            store=store,
-            challenges=challenges,
-            secrets_box=box,
-            clock=clock,
-            rules=rules,
-        ),
-        delivery=SmsDeliveryService(
-            store=store,
-            factors=factors,
-            sender=sms,
-            secrets=box,
-            publisher=publisher,
-            clock=clock,
-            code_ttl_seconds=rules.lifetimes.sms,
-            status_callback_url=None,
-        ),
-        sweeps=SweepService(
-            store=store, publisher=publisher, clock=clock, batch_size=SWEEP_BATCH_SIZE
-        ),
     )

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import pytest
 from structlog.testing import capture_logs
 
-from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
 from mfa_pipeline.domain.backup_codes import (
     ALPHABET,
     BITS_PER_CODE,
@@ -30,22 +29,19 @@ from mfa_pipeline.domain.errors import (
     TooManyAttemptsError,
     WrongCodeError,
 )
-from mfa_pipeline.domain.limits import RateLimit
-from mfa_pipeline.services.backup_codes import BackupCodeService
-from mfa_pipeline.services.enrollment import EnrollmentService
 from mfa_pipeline.services.trusted_sessions import TrustedSessionService, token_digest
-from tests.doubles.memory_account import (
-    InMemoryAuditLog,
-    InMemoryBackupCodeRepository,
-    InMemoryTrustedSessionRepository,
-)
-from tests.unit.service_kit import ServiceKit, make_kit
+from tests.unit.service_kit import CHEAP_HASHER, ServiceKit, make_kit
 
 if TYPE_CHECKING:
+    from mfa_pipeline.services.backup_codes import BackupCodeService
     from mfa_pipeline.services.challenges import ChallengeService
+    from mfa_pipeline.services.enrollment import EnrollmentService
+    from tests.doubles.memory_account import (
+        InMemoryAuditLog,
+        InMemoryBackupCodeRepository,
+        InMemoryTrustedSessionRepository,
+    )
 
-# The smallest argon2id the library allows: the service's logic, not its cost, is under test.
-CHEAP = Argon2CodeHasher(time_cost=1, memory_cost_kib=8, parallelism=1)
 WEEK = 7 * 24 * 3600
 
 
@@ -67,34 +63,17 @@ class Kit:
 @pytest.fixture
 def kit() -> Kit:
     base = make_kit()
-    codes = InMemoryBackupCodeRepository()
-    sessions = InMemoryTrustedSessionRepository()
-    audit = InMemoryAuditLog()
-    backup = BackupCodeService(
-        codes=codes,
-        factors=base.factors,
-        store=base.store,
-        secrets_box=base.secrets,
-        audit=audit,
-        clock=base.clock,
-        hasher=CHEAP,
-        limiter=base.limiter,
-        sets_per_user=RateLimit.parse("5/3600"),
+    s = base.services
+    return Kit(
+        base,
+        base.backup_codes,
+        base.trusted_sessions,
+        base.audit,
+        s.backup_codes,
+        s.trusted_sessions,
+        s.challenges,
+        s.enrollment,
     )
-    trusted = TrustedSessionService(
-        sessions=sessions, audit=audit, clock=base.clock, ttl_seconds=WEEK
-    )
-    challenges = base.challenge_service(backup_codes=backup)
-    enrollment = EnrollmentService(
-        factors=base.factors,
-        store=base.store,
-        challenges=challenges,
-        secrets_box=base.secrets,
-        clock=base.clock,
-        rules=base.rules,
-        trusted_sessions=trusted,
-    )
-    return Kit(base, codes, sessions, audit, backup, trusted, challenges, enrollment)
 
 
 # --- the domain ------------------------------------------------------------------------------
@@ -199,13 +178,13 @@ def test_a_login_checks_one_argon2_hash_not_ten(kit: Kit, monkeypatch: pytest.Mo
     user_id = kit.base.add_user()
     codes = kit.backup.generate(user_id=user_id).codes
     checked: list[str] = []
-    original = CHEAP.verify
+    original = CHEAP_HASHER.verify
 
     def counting(code_hash: str, code: str) -> bool:
         checked.append(code_hash)
         return original(code_hash, code)
 
-    monkeypatch.setattr(CHEAP, "verify", counting)
+    monkeypatch.setattr(CHEAP_HASHER, "verify", counting)
     kit.backup.redeem(user_id=user_id, code=normalize_backup_code(codes[9]))
     assert len(checked) == 1
 
@@ -301,4 +280,8 @@ def test_removing_a_factor_revokes_trusted_tokens(kit: Kit) -> None:
     token = kit.trusted.issue(user_id=user_id, application="grow")
     kit.enrollment.delete_factor(user_id=user_id, factor_id=totp.factor_id)
     assert not kit.trusted.is_trusted(user_id=user_id, token=token.token)
-    assert kit.events(user_id)[:2] == ["trusted_sessions_revoked", "trusted_session_issued"]
+    assert kit.events(user_id)[:3] == [
+        "trusted_sessions_revoked",
+        "factor_removed",
+        "trusted_session_issued",
+    ]

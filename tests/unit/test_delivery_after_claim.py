@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mfa_pipeline.adapters.outbox import OutboxPushSender, OutboxReader
-from mfa_pipeline.adapters.push_guard import InMemoryPushGuard
 from mfa_pipeline.domain.challenges import (
     ChallengeStatus,
     DeliveryStatus,
@@ -24,12 +22,11 @@ from mfa_pipeline.domain.challenges import (
 )
 from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.services.delivery import DeliveryOutcome
-from mfa_pipeline.services.push import PushDeliveryService, PushOutcome, push_token_context
+from mfa_pipeline.services.push import PushOutcome, push_token_context
 from tests.unit.service_kit import ServiceKit, make_kit
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
 CONTEXT = RequestContext(ip="203.0.113.9", user_agent="pytest", application="manage")
 
@@ -98,9 +95,8 @@ def test_an_sms_sent_whose_sent_mark_failed_still_counts_as_sent_and_its_code_ve
     assert verified.status is ChallengeStatus.VERIFIED
 
 
-def push_setup(kit: ServiceKit, tmp_path: Path) -> tuple[PushDeliveryService, str, OutboxReader]:
-    """A user with one phone, a pending push challenge, and the service that delivers it."""
-    guard = InMemoryPushGuard()
+def push_setup(kit: ServiceKit) -> str:
+    """A user with one phone and a pending push challenge; its id."""
     user_id = kit.add_user()
     device = kit._new_factor(user_id, FactorType.PUSH, active=True)
     token = "fcm-token-" + device.factor_id
@@ -109,41 +105,30 @@ def push_setup(kit: ServiceKit, tmp_path: Path) -> tuple[PushDeliveryService, st
         push_token_ciphertext=kit.secrets.encrypt(token, context=push_token_context(device)),
     )
     kit.factors.add_factor(device)
-    challenges = kit.challenge_service(push_guard=guard)
-    view = challenges.issue(user_id=user_id, factor=RequestedFactor.PUSH, context=CONTEXT)
-    path = tmp_path / "outbox.jsonl"
-    service = PushDeliveryService(
-        store=kit.store,
-        factors=kit.factors,
-        sender=OutboxPushSender(path),
-        secrets=kit.secrets,
-        publisher=kit.publisher,
-        clock=kit.clock,
-        guard=guard,
-    )
-    return service, view.challenge.challenge_id, OutboxReader(path)
+    view = kit.challenges.issue(user_id=user_id, factor=RequestedFactor.PUSH, context=CONTEXT)
+    return view.challenge.challenge_id
 
 
 def test_a_push_whose_devices_could_not_be_read_is_retried_and_then_sent(
-    kit: ServiceKit, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    kit: ServiceKit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service, challenge_id, outbox = push_setup(kit, tmp_path)
+    service, challenge_id = kit.services.push_delivery, push_setup(kit)
     fail_once(monkeypatch, kit.factors, "list_factors", lambda *_a, **_k: True)
 
     assert service.deliver(challenge_id=challenge_id) is PushOutcome.RETRY
     stored = kit.store.get(challenge_id)
     assert stored is not None
     assert stored.delivery.status is DeliveryStatus.RETRYING
-    assert outbox.messages(channel="push") == []
+    assert kit.push.sent == []
 
     assert service.deliver(challenge_id=challenge_id) is PushOutcome.SENT
-    assert len(outbox.messages(channel="push")) == 1
+    assert len(kit.push.sent) == 1
 
 
 def test_a_push_sent_whose_sent_mark_failed_still_counts_as_sent(
-    kit: ServiceKit, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    kit: ServiceKit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service, challenge_id, outbox = push_setup(kit, tmp_path)
+    service, challenge_id = kit.services.push_delivery, push_setup(kit)
     fail_once(
         monkeypatch,
         kit.store,
@@ -152,7 +137,7 @@ def test_a_push_sent_whose_sent_mark_failed_still_counts_as_sent(
     )
 
     assert service.deliver(challenge_id=challenge_id) is PushOutcome.SENT
-    assert len(outbox.messages(channel="push")) == 1
+    assert len(kit.push.sent) == 1
     stored = kit.store.get(challenge_id)
     assert stored is not None
     assert stored.status is ChallengeStatus.PENDING  # still answerable on the phone

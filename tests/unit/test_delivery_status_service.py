@@ -17,7 +17,7 @@ from mfa_pipeline.domain.challenges import (
     new_challenge_id,
 )
 from mfa_pipeline.domain.errors import ForbiddenError
-from mfa_pipeline.ports import WebhookVerifier
+from mfa_pipeline.ports import NullMetrics, WebhookVerifier
 from mfa_pipeline.services.delivery_status import (
     DeliveryStatusService,
     ReportOutcome,
@@ -73,6 +73,7 @@ def service(
         verifier=verifier or TrustingVerifier(),
         clock=FrozenClock(T0 + 5),
         callback_base=base,
+        metrics=NullMetrics(),
     )
 
 

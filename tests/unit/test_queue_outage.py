@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mfa_pipeline.adapters.push_guard import InMemoryPushGuard
 from mfa_pipeline.domain.challenges import (
     ChallengeStatus,
     DeliveryStatus,
@@ -96,7 +95,7 @@ def test_an_sms_whose_send_cannot_be_queued_fails_its_challenge_and_is_never_sen
 def test_pushes_that_never_left_do_not_hold_the_users_pending_push_places(
     kit: ServiceKit, broker: Broker
 ) -> None:
-    challenges = kit.challenge_service(push_guard=InMemoryPushGuard())
+    challenges = kit.challenges
     user_id = kit.add_user()
     kit.factors.add_factor(kit._new_factor(user_id, FactorType.PUSH, active=True))
     broker.down = (PushDeliveryRequested,)

@@ -10,8 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, generate_key, parse_keys
-from mfa_pipeline.adapters.phonenumbers_parser import sms_destination
-from mfa_pipeline.adapters.sms_spend import InMemorySmsSpendGuard
+from mfa_pipeline.adapters.phonenumbers_parser import PhonenumbersPhoneNumbers, sms_destination
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import InvalidPhoneError, RateLimitedError
 from mfa_pipeline.domain.factors import Factor, FactorStatus
@@ -20,6 +19,7 @@ from mfa_pipeline.domain.sms_spend import SmsSpendLimits, SmsUnavailableError
 from mfa_pipeline.services.sms_spend import SmsSendGate
 from mfa_pipeline.services.verification import phone_context
 from tests.doubles.clock import FrozenClock
+from tests.doubles.sms_spend import InMemorySmsSpendGuard
 
 LIMITS = SmsSpendLimits(
     per_number=RateLimit(2, 3600),
@@ -45,6 +45,7 @@ def make_gate(
         secrets_box=box,
         clock=clock,
         limits=limits,
+        phones=PhonenumbersPhoneNumbers(),
         allowed_regions=regions.get("allowed", []),
         denied_regions=regions.get("denied", []),
         allow_non_geographic=allow_non_geographic,

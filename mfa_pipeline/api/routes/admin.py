@@ -7,11 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
+from mfa_pipeline.api.deps import AdminDep, ApplicationDep, AuditorDep, EnrollmentDep
 from mfa_pipeline.api.schemas import ID_PATTERN, MAX_SQL_INT, ErrorOut, iso
 from mfa_pipeline.domain.audit import AuditEvent
 from mfa_pipeline.domain.challenges import RequestContext
-from mfa_pipeline.domain.errors import NotFoundError
 from mfa_pipeline.services.audit import MAX_PAGE
 
 router = APIRouter(
@@ -79,7 +78,7 @@ def _event_out(e: AuditEvent) -> AuditEventOut:
 def reset_mfa(
     user_id: UserIdPath,
     request: Request,
-    c: ContainerDep,
+    admin: AdminDep,
     app: ApplicationDep,
     actor_id: Annotated[
         str, Query(pattern=ID_PATTERN, description="The administrator: a user of the same firm")
@@ -91,7 +90,7 @@ def reset_mfa(
     the audit trail is kept and records the reset with the actor and the application.
     Answers 200 with what was removed.
     """
-    result = c.admin.reset_user(
+    result = admin.reset_user(
         user_id=user_id,
         actor_id=actor_id,
         context=RequestContext(user_agent=request.headers.get("user-agent"), application=app),
@@ -107,7 +106,8 @@ def reset_mfa(
 @router.get("/{user_id}/audit", response_model=AuditPageOut, responses={404: {"model": ErrorOut}})
 def user_audit(
     user_id: UserIdPath,
-    c: ContainerDep,
+    enrollment: EnrollmentDep,
+    auditor: AuditorDep,
     _: ApplicationDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     before: Annotated[
@@ -115,9 +115,8 @@ def user_audit(
     ] = None,
 ) -> AuditPageOut:
     """The user's MFA events, newest first. Rows never hold a code, secret or phone number."""
-    if c.factors.get_user(user_id) is None:
-        raise NotFoundError("No such user.")
-    events = c.auditor.for_user(user_id=user_id, limit=limit, before=before)
+    enrollment.require_user(user_id)
+    events = auditor.for_user(user_id=user_id, limit=limit, before=before)
     next_before = events[-1].id if len(events) == limit else None
     return AuditPageOut(
         user_id=user_id, events=[_event_out(e) for e in events], next_before=next_before

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from mfa_pipeline.api.cpu_pool import CpuBoundPool
-from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
+from mfa_pipeline.api.deps import ApplicationDep, BackupCodesDep
 from mfa_pipeline.api.schemas import ID_PATTERN, ErrorOut, iso
 from mfa_pipeline.services.backup_codes import BackupCodeSet
 
@@ -79,7 +79,7 @@ def text_file(codes: BackupCodeSet) -> str:
 async def generate_backup_codes(
     user_id: UserIdPath,
     request: Request,
-    c: ContainerDep,
+    backup_codes: BackupCodesDep,
     app: ApplicationDep,
     accept: Annotated[str | None, Header()] = None,
 ) -> BackupCodesOut | PlainTextResponse:
@@ -90,7 +90,7 @@ async def generate_backup_codes(
     """
     pool: CpuBoundPool = request.app.state.cpu_pool
     codes = await pool.run(
-        functools.partial(c.backup_code_service.generate, user_id=user_id, application=app)
+        functools.partial(backup_codes.generate, user_id=user_id, application=app)
     )
     if wants_text(accept):
         return PlainTextResponse(

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
+from mfa_pipeline.api.deps import ApplicationDep, PoliciesDep
 from mfa_pipeline.api.schemas import ID_PATTERN, ErrorOut, iso
 from mfa_pipeline.domain.challenges import FactorType, RequestContext
 from mfa_pipeline.domain.policies import FirmPolicy
@@ -51,9 +51,9 @@ def policy_out(policy: FirmPolicy) -> PolicyOut:
 
 
 @router.get("/{firm_id}/policy", response_model=PolicyOut)
-def get_policy(firm_id: FirmIdPath, c: ContainerDep, _: ApplicationDep) -> PolicyOut:
+def get_policy(firm_id: FirmIdPath, policies: PoliciesDep, _: ApplicationDep) -> PolicyOut:
     """The firm's MFA policy (a firm that never set one requires nothing, allows everything)."""
-    return policy_out(c.policy_service.get(firm_id=firm_id))
+    return policy_out(policies.get(firm_id=firm_id))
 
 
 @router.put(
@@ -69,10 +69,14 @@ def get_policy(firm_id: FirmIdPath, c: ContainerDep, _: ApplicationDep) -> Polic
     },
 )
 def put_policy(
-    firm_id: FirmIdPath, body: PolicyBody, request: Request, c: ContainerDep, app: ApplicationDep
+    firm_id: FirmIdPath,
+    body: PolicyBody,
+    request: Request,
+    policies: PoliciesDep,
+    app: ApplicationDep,
 ) -> PolicyOut:
     """Replace the firm's MFA policy. Audited on the acting administrator's trail."""
-    policy = c.policy_service.put(
+    policy = policies.put(
         firm_id=firm_id,
         actor_id=body.actor_id,
         require_mfa=body.require_mfa,

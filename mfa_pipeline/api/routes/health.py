@@ -6,8 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from mfa_pipeline.api.deps import ContainerDep
-from mfa_pipeline.domain.errors import UnavailableError
+from mfa_pipeline.api.deps import ReadinessDep
 
 router = APIRouter(tags=["operations"])
 
@@ -19,19 +18,13 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(c: ContainerDep) -> JSONResponse:
+async def readyz(readiness: ReadinessDep) -> JSONResponse:
     """Redis and the database answer; 503 `unavailable` otherwise."""
-    checks: dict[str, str] = {}
-    try:
-        await run_in_threadpool(c.redis.ping)
-        checks["redis"] = "ok"
-    except Exception:  # noqa: BLE001 - any failure means not ready
-        checks["redis"] = "unavailable"
-    try:
-        await run_in_threadpool(c.factors.ping)
-        checks["database"] = "ok"
-    except (UnavailableError, Exception):  # noqa: BLE001
-        checks["database"] = "unavailable"
+    report = await run_in_threadpool(readiness.check)
+    checks = {
+        "redis": "ok" if report.challenge_store else "unavailable",
+        "database": "ok" if report.database else "unavailable",
+    }
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ok", "checks": checks})
     return JSONResponse(

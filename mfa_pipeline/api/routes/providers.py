@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from mfa_pipeline.api.deps import ContainerDep
+from mfa_pipeline.api.deps import DeliveryStatusDep
 from mfa_pipeline.api.schemas import ErrorOut
 
 router = APIRouter(tags=["providers"])
@@ -26,7 +26,7 @@ router = APIRouter(tags=["providers"])
 )
 async def twilio_status(
     request: Request,
-    c: ContainerDep,
+    delivery_status: DeliveryStatusDep,
     x_twilio_signature: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Twilio's status callback for one SMS; 403 `forbidden` unless Twilio signed it.
@@ -39,6 +39,6 @@ async def twilio_status(
     # The query exactly as sent: it is part of what Twilio signed.
     query = request.scope.get("query_string", b"").decode("latin-1")
     await run_in_threadpool(
-        c.delivery_status.twilio_status, query=query, form=form, signature=x_twilio_signature
+        delivery_status.twilio_status, query=query, form=form, signature=x_twilio_signature
     )
     return Response(status_code=204)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
-from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
+from mfa_pipeline.api.deps import ApplicationDep, PushAnswersDep, PushDevicesDep
 from mfa_pipeline.api.schemas import (
     ID_PATTERN,
     ErrorOut,
@@ -37,7 +37,7 @@ def register_push_device(
     user_id: UserIdPath,
     body: PushEnrollBody,
     request: Request,
-    c: ContainerDep,
+    push_devices: PushDevicesDep,
     app: ApplicationDep,
 ) -> PushEnrollmentOut:
     """Register the mobile app's device; the same public key again refreshes its FCM token.
@@ -45,7 +45,7 @@ def register_push_device(
     Both answer 201 (contract) with the same ids; `refreshed` tells them apart.
     """
     context = RequestContext(user_agent=request.headers.get("user-agent"), application=app)
-    registration = c.push_devices.register(
+    registration = push_devices.register(
         user_id=user_id,
         device_name=body.device_name,
         platform=body.platform,
@@ -74,7 +74,7 @@ def register_push_device(
         422: {"model": ErrorOut},
     },
 )
-async def push_response(body: PushResponseBody, c: ContainerDep) -> PushResponseOut:
+async def push_response(body: PushResponseBody, push_answers: PushAnswersDep) -> PushResponseOut:
     """The phone's answer. No API key: the device's Ed25519 signature authenticates it.
 
     Runs on the event loop, as `POST /v1/challenges` does (see that module): a few short
@@ -89,5 +89,5 @@ async def push_response(body: PushResponseBody, c: ContainerDep) -> PushResponse
         timestamp=body.timestamp,
         signature=decode_signature(body.signature),
     )
-    status = c.push_answers.answer(answer)
+    status = push_answers.answer(answer)
     return PushResponseOut(challenge_id=body.challenge_id, status=status.value)

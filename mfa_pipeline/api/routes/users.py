@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
+from mfa_pipeline.api.deps import (
+    ApplicationDep,
+    BackupCodesDep,
+    EnrollmentDep,
+    IdempotencyDep,
+    PoliciesDep,
+    WebAuthnDep,
+)
 from mfa_pipeline.api.idempotency import idempotent, json_response
 from mfa_pipeline.api.schemas import (
     ID_PATTERN,
@@ -32,21 +39,34 @@ FactorIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 @router.put("/{user_id}", response_model=UserOut)
-def put_user(user_id: UserIdPath, body: PutUserBody, c: ContainerDep, _: ApplicationDep) -> UserOut:
+def put_user(
+    user_id: UserIdPath,
+    body: PutUserBody,
+    enrollment: EnrollmentDep,
+    policies: PoliciesDep,
+    backup_codes: BackupCodesDep,
+    _: ApplicationDep,
+) -> UserOut:
     """Create or update a user record (idempotent)."""
-    view = c.enrollment.put_user(user_id=user_id, firm_id=body.firm_id)
-    required = c.policy_service.enrollment_required(view.user, view.factors)
+    view = enrollment.put_user(user_id=user_id, firm_id=body.firm_id)
+    required = policies.enrollment_required(view.user, view.factors)
     return user_out(
-        view, backup_codes_remaining=c.backup_code_service.remaining(user_id=user_id)
+        view, backup_codes_remaining=backup_codes.remaining(user_id=user_id)
     ).model_copy(update={"enrollment_required": required})
 
 
 @router.get("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})
-def get_user(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> UserOut:
-    view = c.enrollment.get_user(user_id=user_id)
-    required = c.policy_service.enrollment_required(view.user, view.factors)
+def get_user(
+    user_id: UserIdPath,
+    enrollment: EnrollmentDep,
+    policies: PoliciesDep,
+    backup_codes: BackupCodesDep,
+    _: ApplicationDep,
+) -> UserOut:
+    view = enrollment.get_user(user_id=user_id)
+    required = policies.enrollment_required(view.user, view.factors)
     return user_out(
-        view, backup_codes_remaining=c.backup_code_service.remaining(user_id=user_id)
+        view, backup_codes_remaining=backup_codes.remaining(user_id=user_id)
     ).model_copy(update={"enrollment_required": required})
 
 
@@ -57,17 +77,17 @@ def get_user(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> UserOut
     responses={403: {"model": ErrorOut}},
 )
 def enroll_totp(
-    user_id: UserIdPath, request: Request, c: ContainerDep, app: ApplicationDep
+    user_id: UserIdPath, request: Request, enrollment: EnrollmentDep, app: ApplicationDep
 ) -> TotpEnrollmentOut:
     """A pending authenticator factor; the secret appears in this answer only."""
     context = RequestContext(user_agent=request.headers.get("user-agent"), application=app)
-    enrollment = c.enrollment.enroll_totp(user_id=user_id, context=context)
+    enrolled = enrollment.enroll_totp(user_id=user_id, context=context)
     return TotpEnrollmentOut(
-        factor_id=enrollment.factor.factor_id,
-        status=enrollment.factor.status.value,
-        secret=enrollment.secret,
-        otpauth_uri=enrollment.otpauth_uri,
-        qr_svg=enrollment.qr_svg,
+        factor_id=enrolled.factor.factor_id,
+        status=enrolled.factor.status.value,
+        secret=enrolled.secret,
+        otpauth_uri=enrolled.otpauth_uri,
+        qr_svg=enrolled.qr_svg,
     )
 
 
@@ -78,7 +98,13 @@ def enroll_totp(
     responses={403: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
 def enroll_sms(
-    user_id: UserIdPath, body: SmsEnrollBody, request: Request, c: ContainerDep, app: ApplicationDep
+    user_id: UserIdPath,
+    body: SmsEnrollBody,
+    *,
+    request: Request,
+    enrollment: EnrollmentDep,
+    idempotency: IdempotencyDep,
+    app: ApplicationDep,
 ) -> Response:
     """A pending SMS factor; a code is sent to the number to confirm it.
 
@@ -87,27 +113,29 @@ def enroll_sms(
     context = RequestContext(ip=None, user_agent=request.headers.get("user-agent"), application=app)
 
     def run(mark: IdempotencyMark | None) -> Response:
-        enrollment = c.enrollment.enroll_sms(
+        enrolled = enrollment.enroll_sms(
             user_id=user_id, phone=body.phone, region=body.region, context=context, idempotency=mark
         )
-        return json_response(201, sms_enrollment_out(enrollment).model_dump_json())
+        return json_response(201, sms_enrollment_out(enrolled).model_dump_json())
 
     def created(challenge_id: str) -> Response:
-        enrollment = c.enrollment.sms_enrollment_of(user_id=user_id, challenge_id=challenge_id)
-        return json_response(201, sms_enrollment_out(enrollment).model_dump_json())
+        enrolled = enrollment.sms_enrollment_of(user_id=user_id, challenge_id=challenge_id)
+        return json_response(201, sms_enrollment_out(enrolled).model_dump_json())
 
-    return idempotent(request, c, app, user_id=user_id, body=body, run=run, created=created)
+    return idempotent(
+        request, idempotency, app, user_id=user_id, body=body, run=run, created=created
+    )
 
 
-def sms_enrollment_out(enrollment: SmsEnrollment) -> SmsEnrollmentOut:
+def sms_enrollment_out(enrolled: SmsEnrollment) -> SmsEnrollmentOut:
     return SmsEnrollmentOut(
-        factor_id=enrollment.factor.factor_id,
-        status=enrollment.factor.status.value,
-        phone_e164=enrollment.phone.e164,
-        phone_display=enrollment.phone.international,
-        phone_national=enrollment.phone.national,
-        region=enrollment.phone.region,
-        challenge_id=enrollment.challenge_id,
+        factor_id=enrolled.factor.factor_id,
+        status=enrolled.factor.status.value,
+        phone_e164=enrolled.phone.e164,
+        phone_display=enrolled.phone.international,
+        phone_national=enrolled.phone.national,
+        region=enrolled.phone.region,
+        challenge_id=enrolled.challenge_id,
     )
 
 
@@ -118,22 +146,24 @@ def activate_factor(
     body: ActivateBody,
     *,
     request: Request,
-    c: ContainerDep,
+    enrollment: EnrollmentDep,
     app: ApplicationDep,
 ) -> ActivateOut:
     context = RequestContext(user_agent=request.headers.get("user-agent"), application=app)
-    factor = c.enrollment.activate(
+    factor = enrollment.activate(
         user_id=user_id, factor_id=factor_id, code=body.code, context=context
     )
     return ActivateOut(factor_id=factor.factor_id, status=factor.status.value)
 
 
 @router.get("/{user_id}/factors", response_model=list[FactorOut])
-def list_factors(user_id: UserIdPath, c: ContainerDep, _: ApplicationDep) -> list[FactorOut]:
-    factors = c.enrollment.list_factors(user_id=user_id)
+def list_factors(
+    user_id: UserIdPath, enrollment: EnrollmentDep, webauthn: WebAuthnDep, _: ApplicationDep
+) -> list[FactorOut]:
+    factors = enrollment.list_factors(user_id=user_id)
     if not any(f.type is FactorType.WEBAUTHN for f in factors):
         return [factor_out(f) for f in factors]
-    credentials = {w.factor_id: w for w in c.webauthn.credentials(user_id=user_id)}
+    credentials = {w.factor_id: w for w in webauthn.credentials(user_id=user_id)}
     return [factor_out(f, credentials.get(f.factor_id)) for f in factors]
 
 
@@ -142,11 +172,11 @@ async def delete_factor(
     user_id: UserIdPath,
     factor_id: FactorIdPath,
     request: Request,
-    c: ContainerDep,
+    enrollment: EnrollmentDep,
     app: ApplicationDep,
 ) -> Response:
     context = RequestContext(user_agent=request.headers.get("user-agent"), application=app)
     await run_in_threadpool(
-        c.enrollment.delete_factor, user_id=user_id, factor_id=factor_id, context=context
+        enrollment.delete_factor, user_id=user_id, factor_id=factor_id, context=context
     )
     return Response(status_code=204)

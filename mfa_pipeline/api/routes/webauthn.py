@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from mfa_pipeline.api.deps import ApplicationDep, ContainerDep
+from mfa_pipeline.api.deps import ApplicationDep, WebAuthnDep
 from mfa_pipeline.api.routes.users import FactorIdPath, UserIdPath
 from mfa_pipeline.api.schemas import (
     ErrorOut,
@@ -35,10 +35,10 @@ def _context(request: Request, app: str) -> RequestContext:
     responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
 )
 def webauthn_options(
-    user_id: UserIdPath, body: WebAuthnOptionsBody, c: ContainerDep, _: ApplicationDep
+    user_id: UserIdPath, body: WebAuthnOptionsBody, webauthn: WebAuthnDep, _: ApplicationDep
 ) -> WebAuthnOptionsOut:
     """Creation options for a new passkey or security key; usable once, for 5 minutes."""
-    start = c.webauthn.start(user_id=user_id, name=body.name)
+    start = webauthn.start(user_id=user_id, name=body.name)
     return WebAuthnOptionsOut(registration_id=start.registration_id, public_key=start.public_key)
 
 
@@ -57,11 +57,11 @@ def webauthn_register(
     user_id: UserIdPath,
     body: WebAuthnRegisterBody,
     request: Request,
-    c: ContainerDep,
+    webauthn: WebAuthnDep,
     app: ApplicationDep,
 ) -> WebAuthnRegistrationOut:
     """Verify the browser's new credential and store it; 400 `invalid_credential` with a reason."""
-    credential = c.webauthn.register(
+    credential = webauthn.register(
         user_id=user_id,
         registration_id=body.registration_id,
         credential=body.credential,
@@ -90,11 +90,11 @@ def rename_factor(
     body: RenameFactorBody,
     *,
     request: Request,
-    c: ContainerDep,
+    webauthn: WebAuthnDep,
     app: ApplicationDep,
 ) -> FactorOut:
     """Rename a factor the user named: a passkey, a security key, a push device."""
-    factor = c.webauthn.rename(
+    factor = webauthn.rename(
         user_id=user_id, factor_id=factor_id, name=body.name, context=_context(request, app)
     )
     return factor_out(factor)
