@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mfa_pipeline.adapters.celery_app import QUEUES
 from mfa_pipeline.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def test_flower_watches_the_same_broker() -> None:
     assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
 
 
-KNOWN_QUEUES = {"sms", "push", "sweeps", "webhooks"}
+KNOWN_QUEUES = set(QUEUES)
 # Read by the test fixtures, not by the service: the one MFA_* name that is not a setting.
 HARNESS_VARIABLES = {"MFA_TEST_POSTGRES_URL"}
 
