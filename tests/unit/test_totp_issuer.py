@@ -40,7 +40,7 @@ def test_the_settings_give_the_deployments_issuer_and_one_per_application() -> N
         totp_issuers="payroll:Acme Payroll, demo : Demo Firm",  # type: ignore[arg-type]
     )
 
-    rules = rules_from(settings)
+    rules = rules_from(settings).challenges
 
     assert rules.totp_issuer == "Acme"
     assert dict(rules.totp_issuers) == {"payroll": "Acme Payroll", "demo": "Demo Firm"}
