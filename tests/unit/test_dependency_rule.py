@@ -46,8 +46,13 @@ ALLOWED: dict[str, set[str]] = {
     "client": set(),
     "demo": {"client"},
 }
-# Workers consume what the producer sends: they may read its names and configuration.
-WORKER_ADAPTERS = {"mfa_pipeline.adapters.celery_app", "mfa_pipeline.adapters.prometheus_metrics"}
+# Workers consume what the producer sends: they may read its names and configuration, mark
+# their metrics files dead, and hold beat's lock in the Redis the store uses.
+WORKER_ADAPTERS = {
+    "mfa_pipeline.adapters.celery_app",
+    "mfa_pipeline.adapters.prometheus_metrics",
+    "mfa_pipeline.adapters.redis_store",
+}
 # Third-party packages that belong to adapters and entry points, never to the core.
 INFRASTRUCTURE = {
     "alembic", "argon2", "celery", "fastapi", "httpx", "kombu", "phonenumbers",
