@@ -18,9 +18,8 @@ import sqlalchemy as sa
 from mfa_pipeline.adapters.sql_models import FactorRow, UserRow
 from mfa_pipeline.adapters.sql_repository import create_engine_for
 from mfa_pipeline.domain.challenges import FactorType
-from mfa_pipeline.domain.factors import Factor, FactorStatus
+from mfa_pipeline.domain.factors import Factor, FactorStatus, new_factor_id
 from mfa_pipeline.domain.totp import generate_secret
-from mfa_pipeline.services.enrollment import new_factor_id
 from mfa_pipeline.services.verification import phone_context, totp_context
 
 if TYPE_CHECKING:

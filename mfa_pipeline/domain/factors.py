@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -81,3 +82,8 @@ def pending_sms_beyond_limit(
         key=lambda f: (f.factor_id == newest, f.created_at, f.factor_id),
     )
     return pending[: max(0, len(pending) - keep)]
+
+
+def new_factor_id() -> str:
+    """A factor's id: random, URL-safe, and telling nothing about its user or its order."""
+    return f"f_{secrets.token_urlsafe(12)}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,13 @@ from mfa_pipeline.domain.errors import (
     FactorStateError,
     NotFoundError,
 )
-from mfa_pipeline.domain.factors import Factor, FactorStatus, User, pending_sms_beyond_limit
+from mfa_pipeline.domain.factors import (
+    Factor,
+    FactorStatus,
+    User,
+    new_factor_id,
+    pending_sms_beyond_limit,
+)
 from mfa_pipeline.domain.totp import generate_secret, provisioning_uri
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, phone_context, totp_context
@@ -63,10 +68,6 @@ class SmsEnrollment:
     factor: Factor
     phone: PhoneNumber
     challenge_id: str
-
-
-def new_factor_id() -> str:
-    return f"f_{secrets.token_urlsafe(12)}"
 
 
 class EnrollmentService:

@@ -31,7 +31,7 @@ from mfa_pipeline.domain.errors import (
     UnavailableError,
 )
 from mfa_pipeline.domain.events import ChallengeFinished
-from mfa_pipeline.domain.factors import Factor, FactorStatus
+from mfa_pipeline.domain.factors import Factor, FactorStatus, new_factor_id
 from mfa_pipeline.domain.push import (
     NOT_ME_BLOCK_SECONDS,
     Decision,
@@ -171,8 +171,6 @@ class PushDevices:
                 log.info("push_device_refreshed", user_id=user_id, factor_id=known.factor_id)
                 refreshed = replace(known, status=FactorStatus.ACTIVE, label=device_name)
                 return DeviceRegistration(refreshed, created=False)
-        from mfa_pipeline.services.enrollment import new_factor_id  # noqa: PLC0415
-
         now = self._clock.now()
         base = Factor(
             factor_id=new_factor_id(),

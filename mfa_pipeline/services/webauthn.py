@@ -24,7 +24,7 @@ from mfa_pipeline.domain.errors import (
     FactorExistsError,
     NotFoundError,
 )
-from mfa_pipeline.domain.factors import Factor, FactorStatus
+from mfa_pipeline.domain.factors import Factor, FactorStatus, new_factor_id
 from mfa_pipeline.domain.webauthn import (
     MAX_CREDENTIALS_PER_USER,
     REGISTRATION_TTL_SECONDS,
@@ -37,7 +37,6 @@ from mfa_pipeline.domain.webauthn import (
     user_handle,
 )
 from mfa_pipeline.services import audit
-from mfa_pipeline.services.enrollment import new_factor_id
 from mfa_pipeline.services.verification import raise_for_blocked_miss
 
 if TYPE_CHECKING:

@@ -21,11 +21,10 @@ from mfa_pipeline.adapters.py_webauthn import PyWebAuthnCeremony
 from mfa_pipeline.adapters.segno_qr import SegnoQrRenderer
 from mfa_pipeline.adapters.webhook_verifiers import NullWebhookVerifier
 from mfa_pipeline.domain.challenges import FactorType
-from mfa_pipeline.domain.factors import Factor, FactorStatus
+from mfa_pipeline.domain.factors import Factor, FactorStatus, new_factor_id
 from mfa_pipeline.domain.rules import ChallengeRules
 from mfa_pipeline.domain.totp import PERIOD_SECONDS, SKEW_DIAGNOSIS_WINDOW, generate_secret
 from mfa_pipeline.ports import NullMetrics, SmsError, SmsReceipt, SmsSender
-from mfa_pipeline.services.enrollment import new_factor_id
 from mfa_pipeline.services.graph import Ports, Rules, Services, build_services
 from mfa_pipeline.services.verification import phone_context, totp_context
 from tests.doubles.clock import FrozenClock
