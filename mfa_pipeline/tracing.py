@@ -211,11 +211,11 @@ def redact_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """Span attributes as they may leave the process."""
     redis = attributes.get("db.system") == "redis"
     out: dict[str, Any] = {}
-    for key, value in attributes.items():
-        if redis and key == "db.statement" and isinstance(value, str):
-            out[key] = _redis_statement(value)
+    for name, value in attributes.items():
+        if redis and name == "db.statement" and isinstance(value, str):
+            out[name] = _redis_statement(value)
         else:
-            out[key] = scrub_attribute(key, value)
+            out[name] = scrub_attribute(name, value)
     return out
 
 
