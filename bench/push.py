@@ -52,7 +52,7 @@ async def register(session: aiohttp.ClientSession, count: int) -> list[tuple[str
     async def one(n: int) -> None:
         user_id, device = f"bench-push-{n:05d}", SimulatedDevice.generate()
         async with lanes:
-            async with session.put(f"/v1/users/{user_id}", json={}) as answer:
+            async with session.put(f"/v1/users/{user_id}", json={"firm_id": "bench"}) as answer:
                 answer.raise_for_status()
             path = f"/v1/users/{user_id}/factors/push"
             async with session.post(path, json=device.registration()) as answer:

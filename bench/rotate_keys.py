@@ -27,8 +27,11 @@ from mfa_pipeline.adapters.sql_models import FactorRow, UserRow
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.adapters.sql_secrets import SqlSecretRotationRepository
 from mfa_pipeline.adapters.system_clock import SystemClock
+from mfa_pipeline.ports import NullMetrics
 from mfa_pipeline.services.admin import AdminService
+from mfa_pipeline.services.administrators import FirmAdministrators
 from mfa_pipeline.services.audit import Auditor
+from mfa_pipeline.services.failure_budget import CodeFactorLock
 
 MAX_ROWS = 1_000_000
 FACTORS_PER_USER = 2  # one TOTP, one SMS
@@ -79,12 +82,18 @@ def seed(engine: sa.Engine, rows: int, box: AesGcmSecretBox) -> None:
 
 def service(engine: sa.Engine, keys: list[str]) -> AdminService:
     clock = SystemClock()
+    factors = SqlFactorRepository(engine)
+    auditor = Auditor(log=SqlAuditLog(engine), clock=clock)
     return AdminService(
-        factors=SqlFactorRepository(engine),
+        factors=factors,
         backup_codes=SqlBackupCodeRepository(engine),
         trusted_sessions=SqlTrustedSessionRepository(engine),
-        auditor=Auditor(log=SqlAuditLog(engine), clock=clock),
+        auditor=auditor,
         clock=clock,
+        administrators=FirmAdministrators(factors=factors, auditor=auditor),
+        code_factor_lock=CodeFactorLock(
+            factors=factors, auditor=auditor, clock=clock, metrics=NullMetrics()
+        ),
         secrets_box=AesGcmSecretBox(parse_keys(keys)),
         stored_secrets=SqlSecretRotationRepository(engine),
     )

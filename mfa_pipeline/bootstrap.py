@@ -12,6 +12,7 @@ from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
 from mfa_pipeline.adapters.celery_app import QUEUES, create_producer
 from mfa_pipeline.adapters.celery_publisher import CeleryEventPublisher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, parse_keys
+from mfa_pipeline.adapters.failure_counter import RedisFailureCounter
 from mfa_pipeline.adapters.http_webhook import HttpxWebhookSender
 from mfa_pipeline.adapters.phonenumbers_parser import PhonenumbersPhoneNumbers
 from mfa_pipeline.adapters.prometheus_metrics import CeleryQueueDepths, PrometheusMetrics
@@ -45,11 +46,15 @@ from mfa_pipeline.config import (
     with_dev_keys,
 )
 from mfa_pipeline.domain.challenges import Lifetimes
+from mfa_pipeline.domain.failure_budget import FailureBudget
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.domain.rules import ChallengeRules
 from mfa_pipeline.domain.sms_spend import SmsSpendLimits
+from mfa_pipeline.ports import NullMetrics
 from mfa_pipeline.services.admin import AdminService
+from mfa_pipeline.services.administrators import FirmAdministrators
 from mfa_pipeline.services.audit import Auditor
+from mfa_pipeline.services.failure_budget import CodeFactorLock
 from mfa_pipeline.services.graph import (
     Ports,
     ResultWebhookTarget,
@@ -131,6 +136,16 @@ def rules_from(settings: Settings) -> Rules:
         retry_grace_seconds=settings.sms_retry_backoff_max_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         idempotency_lease_seconds=settings.idempotency_lease_seconds,
+        failure_budget=failure_budget_from(settings),
+    )
+
+
+def failure_budget_from(settings: Settings) -> FailureBudget:
+    return FailureBudget(
+        limit=settings.failure_budget_limit,
+        free=settings.failure_budget_free,
+        max_delay_seconds=settings.failure_budget_max_delay_seconds,
+        lock_seconds=settings.factor_lock_seconds,
     )
 
 
@@ -283,6 +298,7 @@ def build_ports(
             client, prefix=settings.key_prefix, shards=settings.store_shards
         ),
         factors=SqlFactorRepository(engine),
+        failures=RedisFailureCounter(client, prefix=settings.key_prefix),
         secrets=box,
         stored_secrets=SqlSecretRotationRepository(engine),
         backup_codes=SqlBackupCodeRepository(engine),
@@ -355,12 +371,19 @@ def build_admin(settings: Settings, *, clock: Clock | None = None) -> AdminServi
     settings = with_dev_keys(settings)
     clock = clock or SystemClock()
     engine = create_engine_for(settings.effective_database_url)
+    factors = SqlFactorRepository(engine)
+    auditor = Auditor(log=SqlAuditLog(engine), clock=clock)
     return AdminService(
-        factors=SqlFactorRepository(engine),
+        factors=factors,
         backup_codes=SqlBackupCodeRepository(engine),
         trusted_sessions=SqlTrustedSessionRepository(engine),
-        auditor=Auditor(log=SqlAuditLog(engine), clock=clock),
+        auditor=auditor,
         clock=clock,
+        administrators=FirmAdministrators(factors=factors, auditor=auditor),
+        # An operator's lift is audited; the API processes' metrics do not see it.
+        code_factor_lock=CodeFactorLock(
+            factors=factors, auditor=auditor, clock=clock, metrics=NullMetrics()
+        ),
         secrets_box=AesGcmSecretBox(parse_keys(settings.encryption_keys)),
         stored_secrets=SqlSecretRotationRepository(engine),
     )

@@ -128,6 +128,15 @@ class Settings(BaseSettings):
     backup_code_workers: int = Field(default=1, ge=1, le=64)
     backup_code_queue: int = Field(default=8, ge=0, le=1024)
 
+    # The account-wide failure budget (NIST SP 800-63B rev. 4 §3.2.2: at most 100 consecutive
+    # failures): the first `free` wrong codes in a row cost no wait, the next ones double it up
+    # to the cap, and at the limit the TOTP and SMS factors lock for `factor_lock_seconds`
+    # (unless lifted sooner by a push, WebAuthn or backup-code login, or a reset).
+    failure_budget_limit: int = Field(default=100, ge=1, le=100)
+    failure_budget_free: int = Field(default=20, ge=1)
+    failure_budget_max_delay_seconds: int = Field(default=60, ge=1, le=3600)
+    factor_lock_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+
     sms_max_retries: int = Field(default=5, ge=0)
     sms_retry_backoff_seconds: float = Field(default=2.0, ge=0)
     # At most 300 s (MAX_RETRY_COUNTDOWN_SECONDS of adapters/celery_app.py): a Redis broker's

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from mfa_pipeline.domain.audit import AuditEvent
     from mfa_pipeline.domain.challenges import Challenge, ChallengeStatus
     from mfa_pipeline.domain.events import Event
-    from mfa_pipeline.domain.factors import Factor, User
+    from mfa_pipeline.domain.factors import Factor, Role, User
+    from mfa_pipeline.domain.failure_budget import FailureBudget, FailureCount
     from mfa_pipeline.domain.limits import RateLimit
     from mfa_pipeline.domain.phones import PhoneNumber
     from mfa_pipeline.domain.policies import FirmPolicy
@@ -68,6 +69,7 @@ class ExpiredChallenge:
     user_id: str
     factor: str
     application: str | None
+    api_application: str | None = None  # the API key's application: what the audit records
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +247,27 @@ class FactorRepository(abc.ABC):
     """Users and their factors, durable (SQL). Secrets are stored as ciphertext only."""
 
     @abc.abstractmethod
-    def upsert_user(self, user_id: str, *, firm_id: str | None, now: float) -> User: ...
+    def put_user(
+        self, user_id: str, *, firm_id: str | None, role: Role | None, now: float
+    ) -> tuple[User | None, User]:
+        """Create or update a user; a field given as None keeps its value (a new user: member).
+
+        Returns the user before (None when created) and after, read in the same transaction.
+        """
+
+    def upsert_user(
+        self, user_id: str, *, firm_id: str | None, now: float, role: Role | None = None
+    ) -> User:
+        """`put_user`, when only the result matters."""
+        return self.put_user(user_id, firm_id=firm_id, role=role, now=now)[1]
+
+    @abc.abstractmethod
+    def lock_code_factors(self, user_id: str, *, now: float, until: float) -> bool:
+        """Lock the user's TOTP and SMS factors until `until`; True when they were open."""
+
+    @abc.abstractmethod
+    def unlock_code_factors(self, user_id: str, *, now: float) -> bool:
+        """Lift the lock; True when a lock in force was lifted (False: there was none)."""
 
     @abc.abstractmethod
     def get_user(self, user_id: str) -> User | None: ...
@@ -382,7 +404,7 @@ class AuditLog(abc.ABC):
     def for_user(
         self, user_id: str, *, limit: int = 100, before_id: int | None = None
     ) -> list[AuditEvent]:
-        """Newest first."""
+        """Newest event first (by event time, then id); `before_id`: after that row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,6 +631,22 @@ class PushGuard(abc.ABC):
         """Refuse new pushes for the user for `seconds` (after a "not me")."""
 
 
+class FailureCounter(abc.ABC):
+    """Consecutive wrong codes per user (`domain/failure_budget.py`), shared by every process."""
+
+    @abc.abstractmethod
+    def record_failure(self, user_id: str, budget: FailureBudget, *, now: float) -> FailureCount:
+        """Count one wrong code atomically; the count and when the next try is allowed."""
+
+    @abc.abstractmethod
+    def retry_at(self, user_id: str) -> float:
+        """When the user may next try a code (0: now)."""
+
+    @abc.abstractmethod
+    def reset(self, user_id: str) -> None:
+        """A success (or an administrator's reset): the count starts again from zero."""
+
+
 class RateLimiter(abc.ABC):
     @abc.abstractmethod
     def hit(self, key: str, limit: RateLimit, *, now: float) -> float:
@@ -742,6 +780,10 @@ class Metrics(abc.ABC):
     def rate_limited(self, *, limit: str) -> None: ...
 
     @abc.abstractmethod
+    def factor_lock(self, *, action: str) -> None:
+        """The failure budget `locked` a user's code factors, or a lock was `lifted`."""
+
+    @abc.abstractmethod
     def long_poll_waiters(self, delta: int) -> None:
         """A long-poll request began (+1) or ended (-1) in this process."""
 
@@ -775,6 +817,9 @@ class NullMetrics(Metrics):
         pass
 
     def rate_limited(self, *, limit: str) -> None:
+        pass
+
+    def factor_lock(self, *, action: str) -> None:
         pass
 
     def long_poll_waiters(self, delta: int) -> None:

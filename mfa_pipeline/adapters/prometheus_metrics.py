@@ -151,6 +151,12 @@ class PrometheusMetrics(Metrics):
             ("limit",),
             registry=own,
         )
+        self._factor_locks = Counter(
+            "mfa_factor_locks",
+            "Code factors locked by the failure budget, or such a lock lifted, by action.",
+            ("action",),
+            registry=own,
+        )
         self._waiters = Gauge(
             "mfa_long_poll_waiters",
             "Requests long-polling a challenge now.",
@@ -202,6 +208,9 @@ class PrometheusMetrics(Metrics):
 
     def rate_limited(self, *, limit: str) -> None:
         self._rate_limited.labels(limit).inc()
+
+    def factor_lock(self, *, action: str) -> None:
+        self._factor_locks.labels(action).inc()
 
     def long_poll_waiters(self, delta: int) -> None:
         self._waiters.inc(delta)

@@ -198,6 +198,7 @@ class RedisChallengeStore(ChallengeStore):
             "ip": c.context.ip or "",
             "ua": c.context.user_agent or "",
             "app": c.context.application or "",
+            "kapp": c.context.api_application or "",
             "dst": c.delivery.status.value,
             "datt": c.delivery.attempts,
             "seq": c.send_seq,
@@ -248,6 +249,7 @@ class RedisChallengeStore(ChallengeStore):
             context=RequestContext(
                 ip=raw.get("ip") or None,
                 user_agent=raw.get("ua") or None,
+                api_application=raw.get("kapp") or None,
                 application=raw.get("app") or None,
             ),
             delivery=Delivery(
@@ -395,7 +397,13 @@ class RedisChallengeStore(ChallengeStore):
         keys = [due, *(self.keys.challenge(i) for i in ids)]
         rows = self._sweep(keys=keys, args=[now, self._retain_ms, self.keys.channel_prefix, *ids])
         return len(ids), [
-            ExpiredChallenge(challenge_id=r[0], user_id=r[1], factor=r[2], application=r[3] or None)
+            ExpiredChallenge(
+                challenge_id=r[0],
+                user_id=r[1],
+                factor=r[2],
+                application=r[3] or None,
+                api_application=r[4] or None,
+            )
             for r in rows
         ]
 

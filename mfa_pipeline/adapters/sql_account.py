@@ -232,11 +232,23 @@ class SqlAuditLog(_Sql, AuditLog):
     def for_user(
         self, user_id: str, *, limit: int = 100, before_id: int | None = None
     ) -> list[AuditEvent]:
-        query = sa.select(AuditEventRow).where(AuditEventRow.user_id == user_id)
+        # Event-time order: a batch of login outcomes gets its ids after rows written directly
+        # later (a reset), and must still list before them. `id` breaks ties; the cursor is
+        # the last row's (time, id), found by its id.
+        row, query = AuditEventRow, sa.select(AuditEventRow).where(AuditEventRow.user_id == user_id)
         if before_id is not None:
-            query = query.where(AuditEventRow.id < before_id)
+            at = (
+                sa.select(row.created_at)
+                .where(row.id == before_id, row.user_id == user_id)
+                .scalar_subquery()
+            )
+            query = query.where(
+                sa.or_(row.created_at < at, sa.and_(row.created_at == at, row.id < before_id))
+            )
         with self._session() as session:
-            rows = session.scalars(query.order_by(AuditEventRow.id.desc()).limit(limit))
+            rows = session.scalars(
+                query.order_by(row.created_at.desc(), row.id.desc()).limit(limit)
+            )
             return [
                 AuditEvent(
                     id=r.id,

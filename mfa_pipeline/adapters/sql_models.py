@@ -26,6 +26,10 @@ class UserRow(Base):
     firm_id: Mapped[str | None] = mapped_column(String(255), index=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    # `member` or `admin` of the firm: administrators set the policy and reset others' MFA.
+    role: Mapped[str] = mapped_column(String(16), server_default="member")
+    # The failure budget's lock of the TOTP and SMS factors (NIST SP 800-63B rev. 4 §3.2.2).
+    locked_until: Mapped[float | None] = mapped_column(Float)
 
 
 class FactorRow(Base):
@@ -106,7 +110,11 @@ class AuditEventRow(Base):
     """Append-only: rows are inserted, never updated or deleted (a user reset keeps them)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_user_id_id", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_events_user_id_id", "user_id", "id"),
+        # The trail is listed by event time: batched rows get their ids after later events.
+        Index("ix_audit_events_user_id_created_at", "user_id", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mfa_pipeline.adapters.sql_models import FactorRow, UserRow
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import UnavailableError
-from mfa_pipeline.domain.factors import Factor, FactorStatus, User
+from mfa_pipeline.domain.factors import Factor, FactorStatus, Role, User
 from mfa_pipeline.ports import FactorRepository
 
 if TYPE_CHECKING:
@@ -167,13 +167,21 @@ def _factor(row: FactorRow | sa.Row[Any]) -> Factor:
 
 
 def _user(row: UserRow | sa.Row[Any]) -> User:
-    return User(user_id=row.user_id, firm_id=row.firm_id, created_at=row.created_at)
+    return User(
+        user_id=row.user_id,
+        firm_id=row.firm_id,
+        created_at=row.created_at,
+        role=Role(row.role),
+        locked_until=row.locked_until,
+    )
 
 
 _USER_WITH_FACTORS = (
     sa.select(
         _USERS.c.firm_id.label("u_firm_id"),
         _USERS.c.created_at.label("u_created_at"),
+        _USERS.c.role.label("u_role"),
+        _USERS.c.locked_until.label("u_locked_until"),
         *_FACTORS.c,
     )
     .select_from(_USERS.outerjoin(_FACTORS, _FACTORS.c.user_id == _USERS.c.user_id))
@@ -207,23 +215,56 @@ class SqlFactorRepository(FactorRepository):
         return self._sessions()
 
     @translate_db_errors
-    def upsert_user(self, user_id: str, *, firm_id: str | None, now: float) -> User:
+    def put_user(
+        self, user_id: str, *, firm_id: str | None, role: Role | None, now: float
+    ) -> tuple[User | None, User]:
         with self._session() as session:
             try:
                 with session.begin():
                     session.add(
-                        UserRow(user_id=user_id, firm_id=firm_id, created_at=now, updated_at=now)
+                        UserRow(
+                            user_id=user_id,
+                            firm_id=firm_id,
+                            role=(role or Role.MEMBER).value,
+                            created_at=now,
+                            updated_at=now,
+                        )
                     )
+                    previous = None
             except IntegrityError:
                 with session.begin():
-                    session.execute(
-                        sa.update(UserRow)
-                        .where(UserRow.user_id == user_id)
-                        .values(firm_id=firm_id, updated_at=now)
-                    )
-            row = session.get(UserRow, user_id)
+                    # Locked against a concurrent change: `previous` is what this call replaced.
+                    row = session.get(UserRow, user_id, with_for_update=True)
+                    assert row is not None  # noqa: S101 - the insert just collided with it
+                    previous = _user(row)
+                    if firm_id is not None:
+                        row.firm_id = firm_id
+                    if role is not None:
+                        row.role = role.value
+                    row.updated_at = now
+            row = session.get(UserRow, user_id, populate_existing=True)
             assert row is not None  # noqa: S101 - just written
-            return _user(row)
+            return previous, _user(row)
+
+    @translate_db_errors
+    def lock_code_factors(self, user_id: str, *, now: float, until: float) -> bool:
+        return self._conditional_update(
+            sa.update(UserRow)
+            .where(
+                UserRow.user_id == user_id,
+                sa.or_(UserRow.locked_until.is_(None), UserRow.locked_until <= now),
+            )
+            .values(locked_until=until)
+        )
+
+    @translate_db_errors
+    def unlock_code_factors(self, user_id: str, *, now: float) -> bool:
+        # Only a lock in force is lifted; a lapsed one is harmless and overwritten by the next.
+        return self._conditional_update(
+            sa.update(UserRow)
+            .where(UserRow.user_id == user_id, UserRow.locked_until > now)
+            .values(locked_until=None)
+        )
 
     @translate_db_errors
     def get_user(self, user_id: str) -> User | None:
@@ -285,7 +326,13 @@ class SqlFactorRepository(FactorRepository):
         if not rows:
             return None, []
         first = rows[0]
-        user = User(user_id=user_id, firm_id=first.u_firm_id, created_at=first.u_created_at)
+        user = User(
+            user_id=user_id,
+            firm_id=first.u_firm_id,
+            created_at=first.u_created_at,
+            role=Role(first.u_role),
+            locked_until=first.u_locked_until,
+        )
         return user, [_factor(r) for r in rows if r.factor_id is not None]
 
     def _conditional_update(self, statement: sa.Update) -> bool:

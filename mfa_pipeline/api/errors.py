@@ -44,6 +44,7 @@ STATUS: dict[type[e.MfaError], int] = {
     e.InvalidSignatureError: 401,
     e.IdempotencyKeyReusedError: 422,
     e.RequestInProgressError: 409,
+    e.FactorLockedError: 423,
     SmsUnavailableError: 503,
 }
 

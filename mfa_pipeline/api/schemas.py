@@ -33,7 +33,12 @@ class Request(BaseModel):
 
 
 class PutUserBody(Request):
-    firm_id: Annotated[str, StringConstraints(pattern=ID_PATTERN)] | None = None
+    firm_id: Annotated[str, StringConstraints(pattern=ID_PATTERN)] | None = Field(
+        default=None, description="Required to create; left out, the user stays in their firm."
+    )
+    role: Literal["member", "admin"] | None = Field(
+        default=None, description="`member` when a user is created; left out, unchanged."
+    )
 
 
 class FactorOut(BaseModel):
@@ -57,10 +62,16 @@ class FactorOut(BaseModel):
 class UserOut(BaseModel):
     user_id: str
     firm_id: str | None
+    role: Literal["member", "admin"]
     mfa_enabled: bool
     factors: list[FactorOut]
     backup_codes_remaining: int
     enrollment_required: bool
+    locked_until: str | None = Field(
+        default=None,
+        description="The failure budget locked the TOTP and SMS factors until then; "
+        "push, WebAuthn, backup codes or an administrator's reset lift it sooner.",
+    )
 
 
 class TotpEnrollmentOut(BaseModel):
@@ -135,6 +146,10 @@ class ChallengeOut(BaseModel):
     fraud_reported: bool = False
     # WebAuthn: PublicKeyCredentialRequestOptionsJSON for `navigator.credentials.get`.
     public_key: dict[str, Any] | None = None
+    purpose: Literal["login", "enrollment"] = Field(
+        default="login",
+        description="`enrollment` confirms a new SMS factor (activate it, do not verify it)",
+    )
     # After a verified answer: "keep me logged in" (remember_device) and backup-code warnings.
     trusted_token: str | None = None
     trusted_until: str | None = None

@@ -48,10 +48,13 @@ def factor_out(factor: Factor, credential: WebAuthnCredential | None = None) -> 
     )
 
 
-def user_out(view: UserView, *, backup_codes_remaining: int = 0) -> UserOut:
+def user_out(view: UserView, *, backup_codes_remaining: int = 0, now: float = 0.0) -> UserOut:
+    user = view.user
     return UserOut(
-        user_id=view.user.user_id,
-        firm_id=view.user.firm_id,
+        user_id=user.user_id,
+        firm_id=user.firm_id,
+        role=user.role.value,
+        locked_until=iso(user.locked_until) if user.code_factors_locked(now) else None,
         mfa_enabled=view.mfa_enabled,
         factors=[factor_out(f) for f in view.factors],
         backup_codes_remaining=backup_codes_remaining,
@@ -82,6 +85,7 @@ def challenge_out(view: ChallengeView) -> ChallengeOut:
         number_match=c.number_match,
         fraud_reported=c.fraud_reported,
         public_key=view.public_key,
+        purpose=c.purpose.value,
     )
 
 

@@ -98,7 +98,7 @@ class SimulatedDevice:
         if self.device_id is None:
             raise RuntimeError("register the device first")
         ts = int(time.time()) if timestamp is None else timestamp
-        signed = canonical_answer(challenge_id, self.device_id, decision, number, ts)
+        signed = canonical_answer(challenge_id, self.device_id, decision, number, ts, reason=reason)
         body: dict[str, Any] = {
             "challenge_id": challenge_id,
             "device_id": self.device_id,

@@ -119,8 +119,10 @@ class AsyncMfaClient:
 
     # --- users and enrollment ------------------------------------------------------------
 
-    async def put_user(self, user_id: str, *, firm_id: str | None = None) -> User:
-        return await self._run(calls.put_user(user_id, firm_id))
+    async def put_user(
+        self, user_id: str, *, firm_id: str | None = None, role: str | None = None
+    ) -> User:
+        return await self._run(calls.put_user(user_id, firm_id, role))
 
     async def get_user(self, user_id: str) -> User:
         return await self._run(calls.get_user(user_id))

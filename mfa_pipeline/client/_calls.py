@@ -174,8 +174,10 @@ def _factors(response: httpx.Response) -> list[Factor]:
 # --- users and enrollment ------------------------------------------------------------------
 
 
-def put_user(user_id: str, firm_id: str | None) -> Call[User]:
-    return Call("PUT", f"/v1/users/{_seg(user_id)}", _model(User), json={"firm_id": firm_id})
+def put_user(user_id: str, firm_id: str | None, role: str | None = None) -> Call[User]:
+    # A field left out keeps its value: never send null for "unknown here".
+    body = {k: v for k, v in (("firm_id", firm_id), ("role", role)) if v is not None}
+    return Call("PUT", f"/v1/users/{_seg(user_id)}", _model(User), json=body)
 
 
 def get_user(user_id: str) -> Call[User]:

@@ -118,8 +118,10 @@ class MfaClient:
 
     # --- users and enrollment ------------------------------------------------------------
 
-    def put_user(self, user_id: str, *, firm_id: str | None = None) -> User:
-        return self._run(calls.put_user(user_id, firm_id))
+    def put_user(
+        self, user_id: str, *, firm_id: str | None = None, role: str | None = None
+    ) -> User:
+        return self._run(calls.put_user(user_id, firm_id, role))
 
     def get_user(self, user_id: str) -> User:
         return self._run(calls.get_user(user_id))

@@ -171,6 +171,12 @@ class RequestInProgressError(MfaApiError):
     code = "request_in_progress"
 
 
+class FactorLockedError(MfaApiError):
+    """Too many wrong codes: TOTP and SMS are locked; push or a backup code still work."""
+
+    code = "factor_locked"
+
+
 class UnavailableError(MfaApiError):
     code = "unavailable"
 
@@ -202,6 +208,7 @@ ERRORS: dict[str, type[MfaApiError]] = {
         InvalidSignatureError,
         IdempotencyKeyReusedError,
         RequestInProgressError,
+        FactorLockedError,
         UnavailableError,
         SmsUnavailableError,
     )

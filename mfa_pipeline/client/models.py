@@ -49,10 +49,12 @@ class Factor(_Model):
 class User(_Model):
     user_id: str
     firm_id: str | None = None
+    role: str = "member"
     mfa_enabled: bool
     factors: list[Factor] = Field(default_factory=list)
     backup_codes_remaining: int = 0
     enrollment_required: bool = False
+    locked_until: str | None = None  # TOTP and SMS locked by too many wrong codes until then
 
 
 class TotpEnrollment(_Model):
@@ -147,6 +149,7 @@ class Challenge(_Model):
     number_match: str | None = None
     # WebAuthn: the request options, for `PublicKeyCredential.parseRequestOptionsFromJSON`.
     public_key: dict[str, Any] | None = None
+    purpose: str = "login"  # `enrollment`: confirms a new SMS factor (activate, not verify)
     trusted_token: str | None = None
     trusted_until: str | None = None
     warning: str | None = None

@@ -802,7 +802,10 @@ async def _register_users(mfa: AsyncMfaClient, config: DemoConfig) -> None:
     while True:
         try:
             for account in config.store.accounts():
-                await mfa.put_user(account.username, firm_id=account.firm_id)
+                # The service checks the role on every administrative call: the demo's
+                # administrator must be one there too, not only on this app's own pages.
+                role = "admin" if account.is_admin else "member"
+                await mfa.put_user(account.username, firm_id=account.firm_id, role=role)
         except MfaClientError:
             if time.monotonic() > deadline:
                 raise

@@ -79,7 +79,14 @@ class RequestContext:
 
     ip: str | None = None
     user_agent: str | None = None
-    application: str | None = None
+    application: str | None = None  # as the login backend names it (shown on the phone)
+    # The application whose API key made the call. The audit records this one: the body's
+    # `application` is the caller's word, and one application's key must not act as another.
+    api_application: str | None = None
+
+    @property
+    def audited_application(self) -> str | None:
+        return self.api_application or self.application
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,13 +102,13 @@ class FactorNotAllowedError(MfaError):
 
 
 class ActorMfaRequiredError(MfaError):
-    """An administrator without MFA of their own may not change a firm's MFA policy."""
+    """An administrator without MFA of their own may not administer their firm's MFA."""
 
     code = "actor_mfa_required"
 
 
 class ForbiddenError(MfaError):
-    """The caller may not do this (e.g. an administrator acting on another firm)."""
+    """The caller may not do this (a member, or an administrator of another firm)."""
 
     code = "forbidden"
 
@@ -129,3 +129,9 @@ class RequestInProgressError(MfaError):
     """The first request with this `Idempotency-Key` has not finished yet (409)."""
 
     code = "request_in_progress"
+
+
+class FactorLockedError(MfaError):
+    """The failure budget is spent: the user's TOTP and SMS factors are locked (423)."""
+
+    code = "factor_locked"

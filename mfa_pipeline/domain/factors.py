@@ -19,11 +19,24 @@ class FactorStatus(StrEnum):
     INACTIVE = "inactive"  # a push device whose token FCM no longer knows
 
 
+class Role(StrEnum):
+    """A user's role in their firm (contract): only an `admin` administers the firm's MFA."""
+
+    MEMBER = "member"
+    ADMIN = "admin"
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     user_id: str
     firm_id: str | None
     created_at: float
+    role: Role = Role.MEMBER
+    # The failure budget locked the user's TOTP and SMS factors until then (None: open).
+    locked_until: float | None = None
+
+    def code_factors_locked(self, now: float) -> bool:
+        return self.locked_until is not None and now < self.locked_until
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,10 +46,21 @@ def number_choices(right: str) -> list[str]:
 
 
 def canonical_answer(
-    challenge_id: str, device_id: str, decision: str, number: str | None, timestamp: int
+    challenge_id: str,
+    device_id: str,
+    decision: str,
+    number: str | None,
+    timestamp: int,
+    *,
+    reason: str | None,
 ) -> bytes:
-    """The bytes the device signs (contract): `challenge_id|device_id|decision|number|timestamp`."""
-    return f"{challenge_id}|{device_id}|{decision}|{number or ''}|{timestamp}".encode()
+    """The bytes the device signs (contract).
+
+    `challenge_id|device_id|decision|number|timestamp|reason`: the reason is signed so that a
+    "not me" can be neither added to a replayed deny nor stripped in transit.
+    """
+    fields = (challenge_id, device_id, decision, number or "", str(timestamp), reason or "")
+    return "|".join(fields).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +81,12 @@ class PushAnswer:
 
     def signed_bytes(self) -> bytes:
         return canonical_answer(
-            self.challenge_id, self.device_id, self.decision.value, self.number, self.timestamp
+            self.challenge_id,
+            self.device_id,
+            self.decision.value,
+            self.number,
+            self.timestamp,
+            reason=self.reason,
         )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mfa_pipeline.domain.challenges import FactorType
-from mfa_pipeline.domain.errors import ForbiddenError, NotFoundError
+from mfa_pipeline.domain.errors import NotFoundError
 from mfa_pipeline.domain.factors import Factor, FactorStatus
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.push import public_key_context, push_token_context
@@ -34,7 +34,9 @@ if TYPE_CHECKING:
         StoredSecret,
         TrustedSessionRepository,
     )
+    from mfa_pipeline.services.administrators import FirmAdministrators
     from mfa_pipeline.services.audit import Auditor
+    from mfa_pipeline.services.failure_budget import CodeFactorLock
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +80,8 @@ class AdminService:
         trusted_sessions: TrustedSessionRepository,
         auditor: Auditor,
         clock: Clock,
+        administrators: FirmAdministrators,
+        code_factor_lock: CodeFactorLock,
         secrets_box: SecretBox,
         stored_secrets: SecretRotationRepository,
     ) -> None:
@@ -86,6 +90,8 @@ class AdminService:
         self._trusted_sessions = trusted_sessions
         self._auditor = auditor
         self._clock = clock
+        self._administrators = administrators
+        self._code_factor_lock = code_factor_lock
         self._box = secrets_box
         self._stored = stored_secrets
 
@@ -101,16 +107,17 @@ class AdminService:
     ) -> ResetResult:
         """Remove every factor, backup code and trusted session of a user who lost a device.
 
-        Over HTTP the actor must be a user of the same firm (`same_firm_only`); an operator at
-        the CLI is named but not looked up. The audit trail stays, and gains this reset.
+        Over HTTP the actor must be an administrator of the same firm with MFA enabled
+        (`same_firm_only`); an operator at the CLI is named but not looked up. A failure-budget
+        lock is lifted too. The audit trail stays, and gains this reset.
         """
         user = self._factors.get_user(user_id)
         if user is None:
             raise NotFoundError("No such user.")
         if same_firm_only:
-            actor = self._factors.get_user(actor_id)
-            if actor is None or actor.firm_id is None or actor.firm_id != user.firm_id:
-                raise ForbiddenError("The acting administrator is not a user of this firm.")
+            self._administrators.require(
+                actor_id=actor_id, firm_id=user.firm_id, action=audit.MFA_RESET, context=context
+            )
         removed = [
             f
             for f in self._factors.list_factors(user_id)
@@ -118,6 +125,9 @@ class AdminService:
         ]
         codes = self._backup_codes.delete_all(user_id)
         sessions = self._trusted_sessions.revoke_all(user_id, now=self._clock.now())
+        self._code_factor_lock.lift(
+            user_id=user_id, actor_id=actor_id, context=context, by=audit.MFA_RESET
+        )
         result = ResetResult(user_id, len(removed), codes, sessions)
         self._auditor.record(
             audit.MFA_RESET,

@@ -35,6 +35,10 @@ CHALLENGE_EXPIRED = "challenge_expired"
 DELIVERY_FAILED = "delivery_failed"
 MFA_RESET = "mfa_reset"
 POLICY_CHANGED = "policy_changed"
+USER_FIRM_CHANGED = "user_firm_changed"
+USER_ROLE_CHANGED = "user_role_changed"
+FACTORS_LOCKED = "factors_locked"  # the failure budget is spent: TOTP and SMS closed
+FACTORS_UNLOCKED = "factors_unlocked"
 
 MAX_PAGE = 200
 _FORBIDDEN_DETAIL_WORDS = ("code", "secret", "token", "phone", "number", "password", "key")
@@ -157,7 +161,7 @@ class Auditor:
             user_id=user_id,
             firm_id=firm_id,
             actor_id=actor_id,
-            application=application or (context.application if context else None),
+            application=application or (context.audited_application if context else None),
             outcome=outcome,
             factor=factor,
             factor_id=factor_id,

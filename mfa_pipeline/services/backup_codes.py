@@ -250,7 +250,7 @@ class BackupCodeService:
                 event=event,
                 created_at=now,
                 user_id=user_id,
-                application=context.application if context else None,
+                application=context.audited_application if context else None,
                 outcome=outcome,
                 factor=FactorType.BACKUP_CODE.value,
                 challenge_id=challenge_id,

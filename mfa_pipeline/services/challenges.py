@@ -6,7 +6,7 @@ import contextlib
 import functools
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import structlog
 
@@ -41,7 +41,8 @@ from mfa_pipeline.domain.events import (
     PushDeliveryRequested,
     SmsDeliveryRequested,
 )
-from mfa_pipeline.domain.factors import AUTO_PREFERENCE, Factor, FactorStatus
+from mfa_pipeline.domain.factors import AUTO_PREFERENCE, Factor, FactorStatus, User
+from mfa_pipeline.domain.failure_budget import LOCKABLE_FACTORS
 from mfa_pipeline.domain.push import new_number_match
 from mfa_pipeline.ports import Transition
 from mfa_pipeline.services import audit
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     )
     from mfa_pipeline.services.audit import Auditor
     from mfa_pipeline.services.backup_codes import BackupCodeService
+    from mfa_pipeline.services.failure_budget import FailureBudgetService
     from mfa_pipeline.services.policies import PolicyService
     from mfa_pipeline.services.sms_spend import SmsSendGate, SmsTicket
     from mfa_pipeline.services.webauthn import WebAuthnLogins
@@ -160,6 +162,7 @@ class ChallengeService:
         clock: Clock,
         rules: ChallengeRules,
         shards: int,
+        failure_budget: FailureBudgetService,
         backup_codes: BackupCodeService,
         policies: PolicyService,
         auditor: Auditor,
@@ -170,6 +173,7 @@ class ChallengeService:
     ) -> None:
         self._store = store
         self._webauthn = webauthn
+        self._budget = failure_budget
         self._metrics = metrics
         # SMS pumping and bombing limits; enrollment admits its confirmation SMS through it too.
         self.sms_gate = sms_gate
@@ -208,8 +212,10 @@ class ChallengeService:
             return self._issue_backup_code(user_id, context, code)
         normalized = normalize_code(code) if code is not None else None
         now = self._clock.now()
-        factors = self._login_factors(user_id, factor, factor_id)
+        user, factors = self._login_factors(user_id, factor, factor_id)
+        factors = self._open_factors(user, factors, factor)
         chosen = self._choose_factor(factors, factor, factor_id)
+        self._budget.ensure_open(user, chosen.type)
         if normalized is not None and chosen.type is not FactorType.TOTP:
             raise InvalidRequestError(
                 "A code can come with the challenge only for TOTP.", field="code"
@@ -228,6 +234,7 @@ class ChallengeService:
             sms_factor = next(f for f in factors if f.factor_id == challenge.factor_id)
             self.sms_gate.admit_factor(sms_factor, application=context.application)
         if normalized is not None:
+            self._budget.ensure_paced(user_id, chosen.type)
             check = functools.partial(self._verifier.check_totp, None, chosen, normalized, now=now)
             return self._issue_checked(challenge, check, now)
         try:
@@ -242,12 +249,12 @@ class ChallengeService:
 
     def _login_factors(
         self, user_id: str, factor: RequestedFactor, factor_id: str | None
-    ) -> list[Factor]:
-        """The user's factors a login may use (one read), the firm's policy applied."""
+    ) -> tuple[User, list[Factor]]:
+        """The user and the factors a login may use (one read), the firm's policy applied."""
         user, factors = self._factors.get_user_with_factors(user_id)
         if user is None:
             raise NotFoundError("No such user.")
-        return self._policies.filter_for_challenge(user, factors, factor, factor_id)
+        return user, self._policies.filter_for_challenge(user, factors, factor, factor_id)
 
     def _issue_webauthn(
         self, challenge: Challenge, chosen: Factor, factors: list[Factor], *, explicit: bool
@@ -316,6 +323,7 @@ class ChallengeService:
             factor_id=None,
         )
         if normalized is not None:
+            self._budget.ensure_paced(user_id, FactorType.BACKUP_CODE)
             backup = self._backup_codes
             check = functools.partial(
                 backup.redeem,
@@ -436,31 +444,41 @@ class ChallengeService:
         try:
             check()
         except WrongCodeError as exc:
-            # Keep the challenge, one attempt used, so the user can try the next code on it.
-            missed = replace(challenge, attempts=1)
-            if missed.attempts_remaining == 0:
-                # That attempt was the only one allowed: the challenge is stored locked, or a
-                # later right code would verify it past the limit.
-                locked = replace(missed, status=ChallengeStatus.LOCKED, completed_at=now)
-                self._store.create(locked)
-                self._after_create(locked)
-                self._finished(locked, ChallengeStatus.LOCKED)
-                raise TooManyAttemptsError(
-                    "Too many wrong codes; this challenge is locked.",
-                    challenge_id=locked.challenge_id,
-                ) from exc
-            self._store.create(missed)
-            self._after_create(missed)
-            self._audit_miss(missed, exc)
-            exc.details["challenge_id"] = missed.challenge_id
-            exc.details["attempts_remaining"] = missed.attempts_remaining
-            exc.attempts_remaining = missed.attempts_remaining
-            raise
+            try:
+                self._keep_missed(challenge, exc, now)
+            finally:
+                # After the miss is recorded: a lock this failure causes follows it.
+                self._budget.record_failure(
+                    user_id=challenge.user_id, factor=challenge.factor, context=challenge.context
+                )
+        self._succeeded(challenge)
         done = replace(challenge, status=ChallengeStatus.VERIFIED, completed_at=now)
         self._store.create(done)
         self._after_create(done)
         self._finished(done, ChallengeStatus.VERIFIED)
         return ChallengeView(done, done.status)
+
+    def _keep_missed(self, challenge: Challenge, exc: WrongCodeError, now: float) -> NoReturn:
+        """Keep the challenge, one attempt used, so the user can try the next code on it."""
+        missed = replace(challenge, attempts=1)
+        if missed.attempts_remaining == 0:
+            # That attempt was the only one allowed: the challenge is stored locked, or a
+            # later right code would verify it past the limit.
+            locked = replace(missed, status=ChallengeStatus.LOCKED, completed_at=now)
+            self._store.create(locked)
+            self._after_create(locked)
+            self._finished(locked, ChallengeStatus.LOCKED)
+            raise TooManyAttemptsError(
+                "Too many wrong codes; this challenge is locked.",
+                challenge_id=locked.challenge_id,
+            ) from exc
+        self._store.create(missed)
+        self._after_create(missed)
+        self._audit_miss(missed, exc)
+        exc.details["challenge_id"] = missed.challenge_id
+        exc.details["attempts_remaining"] = missed.attempts_remaining
+        exc.attempts_remaining = missed.attempts_remaining
+        raise exc
 
     def _choose_factor(
         self, factors: list[Factor], requested: RequestedFactor, factor_id: str | None
@@ -514,9 +532,17 @@ class ChallengeService:
         challenge_id: str,
         code: object = None,
         credential: Mapping[str, object] | None = None,
+        api_application: str | None = None,
     ) -> ChallengeView:
-        """Check a code, or for WebAuthn an assertion (`credential`), against a challenge."""
+        """Check a code, or for WebAuthn an assertion (`credential`), against a challenge.
+
+        `api_application` (the verifying API key's) is what the audit records.
+        """
         challenge = self._store.get(challenge_id)
+        if challenge is not None and api_application is not None:
+            challenge = replace(
+                challenge, context=replace(challenge.context, api_application=api_application)
+            )
         if challenge is not None and challenge.factor is FactorType.WEBAUTHN:
             return self._verify_webauthn(challenge, credential)
         if code is None:
@@ -526,13 +552,28 @@ class ChallengeService:
         now = self._clock.now()
         if challenge is None:
             raise NotFoundError("No such challenge.")
+        if challenge.purpose is not ChallengePurpose.LOGIN:
+            # An enrollment's SMS code confirms its factor (`activate`); verified here it would
+            # read as a login and leave the factor pending for good.
+            raise NotFoundError(
+                "No such login challenge. A code that confirms a new factor goes to "
+                "POST /v1/users/{user_id}/factors/{factor_id}/activate."
+            )
         ensure_open(challenge, now)
+        self._ensure_factor_open(challenge)
         self.limits.on_verify(challenge.user_id, challenge.context.ip, now)
+        self._budget.ensure_paced(challenge.user_id, challenge.factor)
         try:
             self._check_code(challenge, normalized, now)
         except MfaError as exc:
             self._log_outcome(challenge, exc)
+            if isinstance(exc, WrongCodeError | TooManyAttemptsError):
+                # This call's code was wrong (a closed challenge was refused above).
+                self._budget.record_failure(
+                    user_id=challenge.user_id, factor=challenge.factor, context=challenge.context
+                )
             raise
+        self._succeeded(challenge)
         self._finished(challenge, ChallengeStatus.VERIFIED)
         return ChallengeView(challenge, ChallengeStatus.VERIFIED)
 
@@ -558,6 +599,36 @@ class ChallengeService:
         self._webauthn.succeeded(used)
         self._finished(used, ChallengeStatus.VERIFIED)
         return ChallengeView(used, ChallengeStatus.VERIFIED)
+
+    def _ensure_factor_open(self, challenge: Challenge) -> None:
+        """A TOTP or SMS challenge issued before its user's code factors locked stays shut."""
+        if challenge.factor not in LOCKABLE_FACTORS:
+            return
+        user = self._factors.get_user(challenge.user_id)
+        if user is not None:
+            self._budget.ensure_open(user, challenge.factor)
+
+    def _open_factors(
+        self, user: User, factors: list[Factor], requested: RequestedFactor
+    ) -> list[Factor]:
+        """`auto` passes over locked code factors to push; asked for by name, they answer 423."""
+        if requested is not RequestedFactor.AUTO or not user.code_factors_locked(self._clock.now()):
+            return factors
+        open_factors = [f for f in factors if f.type not in LOCKABLE_FACTORS]
+        if not any(f.is_active for f in open_factors):
+            self._budget.ensure_open(user, FactorType.TOTP)  # raises: locked, nothing else
+        return open_factors
+
+    def _succeeded(self, challenge: Challenge) -> None:
+        """A right code: the failure count starts again; a backup code also lifts a lock.
+
+        (A WebAuthn login lifts it through `WebAuthnLogins.succeeded`.)
+        """
+        self._budget.record_success(
+            user_id=challenge.user_id,
+            strong=challenge.factor is FactorType.BACKUP_CODE,
+            context=challenge.context,
+        )
 
     def _check_code(self, challenge: Challenge, code: str, now: float) -> None:
         if challenge.factor is FactorType.SMS:

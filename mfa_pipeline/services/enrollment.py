@@ -12,11 +12,13 @@ from mfa_pipeline.domain.codes import normalize_code
 from mfa_pipeline.domain.errors import (
     FactorExistsError,
     FactorStateError,
+    InvalidRequestError,
     NotFoundError,
 )
 from mfa_pipeline.domain.factors import (
     Factor,
     FactorStatus,
+    Role,
     User,
     new_factor_id,
     pending_sms_beyond_limit,
@@ -99,8 +101,40 @@ class EnrollmentService:
         self._store = store
         self._verifier = CodeVerifier(store=store, factors=factors, secrets=secrets_box)
 
-    def put_user(self, *, user_id: str, firm_id: str | None) -> UserView:
-        user = self._factors.upsert_user(user_id, firm_id=firm_id, now=self._clock.now())
+    def put_user(
+        self,
+        *,
+        user_id: str,
+        firm_id: str | None,
+        role: Role | None = None,
+        context: RequestContext | None = None,
+    ) -> UserView:
+        """Create or update a user; a field left out (None) keeps its value.
+
+        A login backend that does not know the firm must not move the user out of it (the
+        firm's policy would stop applying), so `firm_id` is needed only to create. A change of
+        firm or role changes who may administer whom: it is audited, strictly.
+        """
+        if firm_id is None and self._factors.get_user(user_id) is None:
+            raise InvalidRequestError("A new user needs a firm_id.", field="firm_id")
+        before, user = self._factors.put_user(
+            user_id, firm_id=firm_id, role=role, now=self._clock.now()
+        )
+        if before is not None:
+            for event, old, new in (
+                (audit.USER_FIRM_CHANGED, before.firm_id, user.firm_id),
+                (audit.USER_ROLE_CHANGED, before.role.value, user.role.value),
+            ):
+                if old != new:
+                    self._auditor.record(
+                        event,
+                        user_id=user_id,
+                        firm_id=user.firm_id,
+                        context=context,
+                        outcome="ok",
+                        details={"previous": old, "current": new},
+                    )
+                    log.info(event, user_id=user_id, previous=old, current=new)
         return UserView(user, self._factors.list_factors(user_id))
 
     def get_user(self, *, user_id: str) -> UserView:

@@ -9,16 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mfa_pipeline.domain.failure_budget import FailureBudget
 from mfa_pipeline.domain.limits import RateLimit
 from mfa_pipeline.domain.rules import ChallengeRules
 from mfa_pipeline.domain.sms_spend import SmsSpendLimits
 from mfa_pipeline.services.admin import AdminService
+from mfa_pipeline.services.administrators import FirmAdministrators
 from mfa_pipeline.services.audit import Auditor
 from mfa_pipeline.services.backup_codes import BackupCodeService
 from mfa_pipeline.services.challenges import ChallengeService
 from mfa_pipeline.services.delivery import SmsDeliveryService
 from mfa_pipeline.services.delivery_status import DeliveryStatusService
 from mfa_pipeline.services.enrollment import EnrollmentService
+from mfa_pipeline.services.failure_budget import CodeFactorLock, FailureBudgetService
 from mfa_pipeline.services.idempotency import IdempotencyService
 from mfa_pipeline.services.login import LoginService
 from mfa_pipeline.services.policies import PolicyService
@@ -27,7 +30,7 @@ from mfa_pipeline.services.readiness import Readiness
 from mfa_pipeline.services.sms_spend import SmsSendGate
 from mfa_pipeline.services.sweeps import SweepService
 from mfa_pipeline.services.trusted_sessions import TrustedSessionService
-from mfa_pipeline.services.webauthn import NoFailureBudget, WebAuthnEnrollment, WebAuthnLogins
+from mfa_pipeline.services.webauthn import WebAuthnEnrollment, WebAuthnLogins
 from mfa_pipeline.services.webhooks import ResultWebhooks
 
 if TYPE_CHECKING:
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
         CodeHasher,
         EventPublisher,
         FactorRepository,
+        FailureCounter,
         IdempotencyStore,
         Metrics,
         PhoneNumbers,
@@ -69,6 +73,7 @@ class Ports:
     limiter: RateLimiter
     idempotency: IdempotencyStore
     factors: FactorRepository
+    failures: FailureCounter
     secrets: SecretBox
     stored_secrets: SecretRotationRepository
     backup_codes: BackupCodeRepository
@@ -125,6 +130,8 @@ class Rules:
     retry_grace_seconds: float = 60
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_lease_seconds: int = 60
+    # Consecutive wrong codes per user: slowed, then the TOTP and SMS factors lock.
+    failure_budget: FailureBudget = field(default_factory=FailureBudget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +165,23 @@ def build_services(ports: Ports, rules: Rules) -> Services:
     """Every service, each given every collaborator it has."""
     p = ports
     auditor = Auditor(log=p.audit_log, clock=p.clock, batch_seconds=rules.audit_batch_seconds)
+    administrators = FirmAdministrators(factors=p.factors, auditor=auditor)
+    code_factor_lock = CodeFactorLock(
+        factors=p.factors, auditor=auditor, clock=p.clock, metrics=p.metrics
+    )
+    failure_budget = FailureBudgetService(
+        counter=p.failures,
+        lock=code_factor_lock,
+        budget=rules.failure_budget,
+        clock=p.clock,
+        metrics=p.metrics,
+    )
     policies = PolicyService(
         policies=p.policies,
         factors=p.factors,
         auditor=auditor,
         clock=p.clock,
+        administrators=administrators,
         sms_allowed_regions=rules.sms_allowed_regions,
         sms_denied_regions=rules.sms_denied_regions,
         cache_seconds=rules.policy_cache_seconds,
@@ -203,6 +222,7 @@ def build_services(ports: Ports, rules: Rules) -> Services:
         clock=p.clock,
         rules=rules.challenges,
         shards=rules.store_shards,
+        failure_budget=failure_budget,
         backup_codes=backup_codes,
         policies=policies,
         auditor=auditor,
@@ -214,8 +234,8 @@ def build_services(ports: Ports, rules: Rules) -> Services:
             ceremony=p.webauthn_ceremony,
             store=p.store,
             auditor=auditor,
-            # The failure budget's lock never applies to WebAuthn; its lifting plugs in here.
-            failure_budget=NoFailureBudget(),
+            # The failure budget's lock never applies to WebAuthn; a WebAuthn login lifts it.
+            failure_budget=failure_budget,
         ),
     )
     enrollment = EnrollmentService(
@@ -285,6 +305,7 @@ def build_services(ports: Ports, rules: Rules) -> Services:
             secrets=p.secrets,
             publisher=p.publisher,
             clock=p.clock,
+            failure_budget=failure_budget,
             guard=p.push_guard,
             auditor=auditor,
             metrics=p.metrics,
@@ -312,6 +333,8 @@ def build_services(ports: Ports, rules: Rules) -> Services:
             trusted_sessions=p.trusted_sessions,
             auditor=auditor,
             clock=p.clock,
+            administrators=administrators,
+            code_factor_lock=code_factor_lock,
             secrets_box=p.secrets,
             stored_secrets=p.stored_secrets,
         ),

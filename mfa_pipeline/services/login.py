@@ -120,9 +120,18 @@ class LoginService:
         code: str | None,
         remember_device: bool,
         credential: Mapping[str, object] | None = None,
+        api_application: str | None = None,
     ) -> LoginAnswer:
-        """A code, or a passkey's assertion (`credential`), for the challenge."""
-        view = self._challenges.verify(challenge_id=challenge_id, code=code, credential=credential)
+        """A code, or a passkey's assertion (`credential`), for the challenge.
+
+        `api_application` is the verifying API key's: the audit and a trusted token name it.
+        """
+        view = self._challenges.verify(
+            challenge_id=challenge_id,
+            code=code,
+            credential=credential,
+            api_application=api_application,
+        )
         return self._answer(view, remember_device=remember_device)
 
     def _answer(self, view: ChallengeView, *, remember_device: bool) -> LoginAnswer:
@@ -139,7 +148,8 @@ class LoginService:
         if remember_device:
             trusted = self._trusted.issue(
                 user_id=challenge.user_id,
-                application=challenge.context.application,
+                # Recorded under the API key's application, not a caller-supplied name.
+                application=challenge.context.audited_application,
                 challenge_id=challenge.challenge_id,
             )
         return LoginAnswer(view, trusted=trusted, backup_codes=warning)

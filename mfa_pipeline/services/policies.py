@@ -1,9 +1,9 @@
 """Firm-wide MFA policy: reading and changing it, and applying it to enrollment and login.
 
 A firm's administrator may require MFA of every user of the firm and restrict the factor
-types they may use. Only an administrator who has MFA enabled may change the policy (the help
-article: "If you are an administrator at your firm and have MFA enabled on your own account,
-you can ... require other firm users to enable MFA").
+types they may use. Only an administrator of the firm who has MFA enabled may change the
+policy (`FirmAdministrators`; the help article: "If you are an administrator at your firm and
+have MFA enabled on your own account, you can ... require other firm users to enable MFA").
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import structlog
 
 from mfa_pipeline.domain.challenges import FactorType, RequestedFactor
 from mfa_pipeline.domain.errors import (
-    ActorMfaRequiredError,
     FactorNotAllowedError,
-    ForbiddenError,
     InvalidPhoneError,
     NotFoundError,
 )
@@ -30,6 +28,7 @@ if TYPE_CHECKING:
     from mfa_pipeline.domain.factors import Factor, User
     from mfa_pipeline.domain.phones import PhoneNumber
     from mfa_pipeline.ports import Clock, FactorRepository, PolicyRepository
+    from mfa_pipeline.services.administrators import FirmAdministrators
     from mfa_pipeline.services.audit import Auditor
 
 log = structlog.get_logger(__name__)
@@ -58,6 +57,7 @@ class PolicyService:
         factors: FactorRepository,
         auditor: Auditor,
         clock: Clock,
+        administrators: FirmAdministrators,
         sms_allowed_regions: Iterable[str] = (),
         sms_denied_regions: Iterable[str] = (),
         cache_seconds: float = 0.0,
@@ -69,6 +69,7 @@ class PolicyService:
         self._cache: dict[str, tuple[float, FirmPolicy]] = {}
         self._factors = factors
         self._auditor = auditor
+        self._administrators = administrators
         self._clock = clock
         self._allowed_regions = _regions(sms_allowed_regions)
         self._denied_regions = _regions(sms_denied_regions)
@@ -98,23 +99,10 @@ class PolicyService:
         allowed_factors: Sequence[FactorType],
         context: RequestContext | None = None,
     ) -> FirmPolicy:
-        """Replace the firm's policy, if `actor_id` is a user of the firm with MFA enabled."""
-        actor = self._factors.get_user(actor_id)
-        if actor is None or actor.firm_id != firm_id:
-            raise ForbiddenError("The acting administrator is not a user of this firm.")
-        if not any(f.is_active for f in self._factors.list_factors(actor_id)):
-            self._auditor.record(
-                audit.POLICY_CHANGED,
-                user_id=actor_id,
-                actor_id=actor_id,
-                firm_id=firm_id,
-                context=context,
-                outcome="actor_mfa_required",
-            )
-            log.warning("policy_refused", firm_id=firm_id, actor_id=actor_id)
-            raise ActorMfaRequiredError(
-                "Enable MFA on your own account before changing your firm's MFA policy."
-            )
+        """Replace the firm's policy, if `actor_id` is an administrator of the firm with MFA."""
+        self._administrators.require(
+            actor_id=actor_id, firm_id=firm_id, action=audit.POLICY_CHANGED, context=context
+        )
         self._cache.pop(firm_id, None)  # the previous policy as stored, and none cached after
         previous = self.get(firm_id=firm_id)
         self._cache.pop(firm_id, None)

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         SecretBox,
     )
     from mfa_pipeline.services.audit import Auditor
+    from mfa_pipeline.services.failure_budget import FailureBudgetService
     from mfa_pipeline.services.policies import PolicyService
 
 log = structlog.get_logger(__name__)
@@ -405,11 +406,13 @@ class PushAnswers:
         secrets: SecretBox,
         publisher: EventPublisher,
         clock: Clock,
+        failure_budget: FailureBudgetService,
         guard: PushGuard,
         auditor: Auditor,
         metrics: Metrics,
     ) -> None:
         self._metrics = metrics
+        self._budget = failure_budget
         self._store = store
         self._factors = factors
         self._secrets = secrets
@@ -448,13 +451,6 @@ class PushAnswers:
             raise InvalidSignatureError(
                 "The answer's timestamp is too far from the server's clock.", reason="timestamp"
             )
-        if answer.fraud_reported:
-            # Before the answer is recorded: a crash between the two must not leave the
-            # challenge flagged while new pushes still reach the user. A signed, fresh "not me"
-            # from the user's own phone blocks even if the challenge was already answered, so
-            # it is audited here too, whatever the answer's own fate (409, 410).
-            self._guard.block(challenge.user_id, seconds=NOT_ME_BLOCK_SECONDS, now=now)
-            self._fraud_reported(challenge, answer)
         result = self._store.answer_push(
             answer.challenge_id,
             approve=answer.decision is Decision.APPROVE,
@@ -469,6 +465,12 @@ class PushAnswers:
                 "This challenge is already completed.",
                 status=result.status.value if result.status else None,
             )
+        if answer.fraud_reported:
+            # Only once the answer is accepted: a replayed or late "not me" (409, 410) must not
+            # let whoever holds an old signed deny silence the user's pushes. Audited whenever
+            # it blocks.
+            self._guard.block(challenge.user_id, seconds=NOT_ME_BLOCK_SECONDS, now=now)
+            self._fraud_reported(challenge, answer)
         self._after(challenge, answer, result.status)
         return result.status
 
@@ -504,6 +506,10 @@ class PushAnswers:
         application = challenge.context.application
         if status is ChallengeStatus.APPROVED:
             self._metrics.challenge_verified(factor="push", application=application)
+            # Approved on the user's own phone: the code factors' failure budget is restored.
+            self._budget.record_success(
+                user_id=challenge.user_id, strong=True, context=challenge.context
+            )
         else:
             self._metrics.challenge_failed(factor="push", application=application, reason=outcome)
         self._auditor.record(

@@ -69,7 +69,7 @@ class SweepService:
             self._auditor.record(
                 audit.CHALLENGE_EXPIRED,
                 user_id=item.user_id,
-                application=item.application,
+                application=item.api_application or item.application,
                 outcome="expired",
                 factor=item.factor,
                 challenge_id=item.challenge_id,

@@ -78,17 +78,11 @@ class FailureBudgetHook(abc.ABC):
     """Where the per-user failure budget (wrong codes across challenges) meets WebAuthn.
 
     WebAuthn never counts against the budget and is never locked by it; a successful
-    WebAuthn login lifts the lock on the code factors. The budget's service implements this;
-    until it is wired, `NoFailureBudget` does nothing.
+    WebAuthn login lifts the lock on the code factors (`FailureBudgetService` implements this).
     """
 
     @abc.abstractmethod
     def lift_after_webauthn_login(self, *, user_id: str, challenge_id: str) -> None: ...
-
-
-class NoFailureBudget(FailureBudgetHook):
-    def lift_after_webauthn_login(self, *, user_id: str, challenge_id: str) -> None:
-        pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,9 +169,16 @@ class InMemoryAuditLog(AuditLog):
         self, user_id: str, *, limit: int = 100, before_id: int | None = None
     ) -> list[AuditEvent]:
         with self._lock:
-            found = [
-                e
-                for e in reversed(self._events)
-                if e.user_id == user_id and (before_id is None or (e.id or 0) < before_id)
-            ]
-            return found[:limit]
+            mine = sorted(
+                (e for e in self._events if e.user_id == user_id),
+                key=lambda e: (e.created_at, e.id or 0),
+                reverse=True,
+            )
+            if before_id is not None:
+                cursor = next((e for e in mine if e.id == before_id), None)
+                mine = (
+                    [e for e in mine if (e.created_at, e.id or 0) < (cursor.created_at, before_id)]
+                    if cursor is not None
+                    else [e for e in mine if (e.id or 0) < before_id]
+                )
+            return mine[:limit]

@@ -6,7 +6,7 @@ import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from mfa_pipeline.domain.factors import Factor, FactorStatus, User
+from mfa_pipeline.domain.factors import Factor, FactorStatus, Role, User
 from mfa_pipeline.ports import FactorRepository, SecretRotationRepository, StoredSecret
 
 if TYPE_CHECKING:
@@ -19,16 +19,37 @@ class InMemoryFactorRepository(FactorRepository):
         self._factors: dict[str, Factor] = {}
         self._lock = threading.Lock()
 
-    def upsert_user(self, user_id: str, *, firm_id: str | None, now: float) -> User:
+    def put_user(
+        self, user_id: str, *, firm_id: str | None, role: Role | None, now: float
+    ) -> tuple[User | None, User]:
         with self._lock:
             existing = self._users.get(user_id)
-            user = (
-                User(user_id, firm_id, now)
-                if existing is None
-                else replace(existing, firm_id=firm_id)
-            )
+            if existing is None:
+                user = User(user_id, firm_id, now, role=role or Role.MEMBER)
+            else:
+                user = replace(
+                    existing,
+                    firm_id=existing.firm_id if firm_id is None else firm_id,
+                    role=existing.role if role is None else role,
+                )
             self._users[user_id] = user
-            return user
+            return existing, user
+
+    def lock_code_factors(self, user_id: str, *, now: float, until: float) -> bool:
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or user.code_factors_locked(now):
+                return False
+            self._users[user_id] = replace(user, locked_until=until)
+            return True
+
+    def unlock_code_factors(self, user_id: str, *, now: float) -> bool:
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or not user.code_factors_locked(now):
+                return False
+            self._users[user_id] = replace(user, locked_until=None)
+            return True
 
     def get_user(self, user_id: str) -> User | None:
         with self._lock:

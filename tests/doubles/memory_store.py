@@ -450,6 +450,7 @@ class InMemoryChallengeStore(ChallengeStore):
                         user_id=c.user_id,
                         factor=c.factor.value,
                         application=c.context.application,
+                        api_application=c.context.api_application,
                     )
                 )
         return expired

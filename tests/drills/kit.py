@@ -87,7 +87,7 @@ def enroll_sms_users(settings: Settings, count: int) -> dict[str, str]:
         for index in range(count):
             user_id = f"drill-{secrets.token_hex(5)}"
             phone = f"+1201555{block + index:04d}"
-            container.services.enrollment.put_user(user_id=user_id, firm_id=None)
+            container.services.enrollment.put_user(user_id=user_id, firm_id="firm-test")
             enrollment = container.services.enrollment.enroll_sms(
                 user_id=user_id, phone=phone, region=None
             )

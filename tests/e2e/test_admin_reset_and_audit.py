@@ -26,10 +26,18 @@ pytestmark = pytest.mark.usefixtures("worker")
 FIRM = "firm-reset"
 
 
-def make_user(api: httpx.Client, firm_id: str = FIRM) -> str:
+def make_user(api: httpx.Client, firm_id: str = FIRM, role: str = "member") -> str:
     user_id = new_user_id()
-    assert api.put(f"/v1/users/{user_id}", json={"firm_id": firm_id}).status_code == 200
+    put = api.put(f"/v1/users/{user_id}", json={"firm_id": firm_id, "role": role})
+    assert put.status_code == 200, put.text
     return user_id
+
+
+def make_admin(api: httpx.Client, clock: FrozenClock, firm_id: str = FIRM) -> str:
+    """An administrator of the firm with MFA enabled: who may reset a colleague's MFA."""
+    admin_id = make_user(api, firm_id, role="admin")
+    enroll_totp(api, clock, admin_id)
+    return admin_id
 
 
 def trail(api: httpx.Client, user_id: str, **params: Any) -> list[dict[str, Any]]:
@@ -62,7 +70,7 @@ def wrong_code(totp: pyotp.TOTP, clock: FrozenClock) -> str:
 def test_a_reset_removes_factors_codes_and_sessions_and_keeps_the_audit_trail(
     api: httpx.Client, clock: FrozenClock, fake_twilio: FakeTwilio
 ) -> None:
-    admin_id = make_user(api)
+    admin_id = make_admin(api, clock)
     user_id = make_user(api)
     totp = enroll_totp(api, clock, user_id)
     enroll_sms(api, fake_twilio, user_id)
@@ -110,7 +118,7 @@ def test_a_reset_removes_factors_codes_and_sessions_and_keeps_the_audit_trail(
 def test_a_reset_by_an_administrator_of_another_firm_is_forbidden_and_changes_nothing(
     api: httpx.Client, clock: FrozenClock
 ) -> None:
-    outsider = make_user(api, firm_id="firm-other")
+    outsider = make_admin(api, clock, firm_id="firm-other")
     user_id = make_user(api)
     enroll_totp(api, clock, user_id)
     refused = api.delete(f"/v1/users/{user_id}/mfa", params={"actor_id": outsider})
@@ -121,9 +129,9 @@ def test_a_reset_by_an_administrator_of_another_firm_is_forbidden_and_changes_no
 
 
 def test_an_sms_code_sent_before_a_reset_no_longer_verifies(
-    api: httpx.Client, fake_twilio: FakeTwilio
+    api: httpx.Client, fake_twilio: FakeTwilio, clock: FrozenClock
 ) -> None:
-    admin_id = make_user(api)
+    admin_id = make_admin(api, clock)
     user_id = make_user(api)
     sms_factor = enroll_sms(api, fake_twilio, user_id)
     sent_before = len(fake_twilio.messages)
@@ -229,7 +237,7 @@ def test_every_outcome_is_audited_and_no_row_holds_a_code_secret_or_number(
     container: Container,
     settings: Settings,
 ) -> None:
-    admin_id = make_user(api)
+    admin_id = make_user(api, role="admin")
     user_id = make_user(api)
     secrets_seen: set[str] = set()
 

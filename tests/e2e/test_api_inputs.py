@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 @pytest.fixture
 def totp_challenge(api: httpx.Client, clock: FrozenClock) -> tuple[str, pyotp.TOTP]:
     user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
+    api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
     body = api.post(f"/v1/users/{user_id}/factors/totp").json()
     totp = pyotp.TOTP(body["secret"])
     api.post(
@@ -136,7 +136,7 @@ def test_an_unknown_factor_name_is_an_invalid_request(api: httpx.Client) -> None
 
 def test_a_challenge_for_a_user_without_factors_says_so(api: httpx.Client) -> None:
     user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
+    api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
     answer = api.post("/v1/challenges", json={"user_id": user_id, "factor": "auto"})
     assert answer.status_code == 409
     assert error_of(answer)["code"] == "factor_not_enrolled"
@@ -144,7 +144,7 @@ def test_a_challenge_for_a_user_without_factors_says_so(api: httpx.Client) -> No
 
 def test_an_invalid_phone_number_is_refused_with_a_human_message(api: httpx.Client) -> None:
     user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
+    api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
     for phone in ["+1 200 555 0123", "hello", "12345"]:
         answer = api.post(f"/v1/users/{user_id}/factors/sms", json={"phone": phone})
         assert answer.status_code == 422
@@ -158,7 +158,7 @@ def test_too_many_challenges_for_one_user_are_rate_limited(
     api: httpx.Client, clock: FrozenClock
 ) -> None:
     user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
+    api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
     body = api.post(f"/v1/users/{user_id}/factors/totp").json()
     api.post(
         f"/v1/users/{user_id}/factors/{body['factor_id']}/activate",

@@ -31,7 +31,7 @@ def settings_overrides() -> dict[str, Any]:
 
 def totp_user(api: httpx.Client, clock: FrozenClock) -> tuple[str, pyotp.TOTP]:
     user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
+    api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
     body = api.post(f"/v1/users/{user_id}/factors/totp").json()
     totp = pyotp.TOTP(body["secret"])
     activated = api.post(

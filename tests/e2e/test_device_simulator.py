@@ -33,7 +33,7 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 def user_with_device(api: httpx.Client, api_server: ApiServer, cli: CliRunner) -> str:
     user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
+    api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
     registered = cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
     assert registered.exit_code == 0, registered.output
     return user_id
@@ -52,7 +52,7 @@ def test_a_push_login_with_the_simulated_device(
     api: httpx.Client, api_server: ApiServer, cli: CliRunner
 ) -> None:
     user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
+    api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
     registered = cli.invoke(main, ["device", "register", user_id, "--api", api_server.url])
     assert registered.exit_code == 0, registered.output
     challenge = api.post("/v1/challenges", json={"user_id": user_id, "factor": "auto"}).json()

@@ -28,14 +28,16 @@ def settings_overrides() -> dict[str, Any]:
     return {"sms_allowed_regions": ["US", "CA", "GB"], "sms_denied_regions": ["gb"]}
 
 
-def make_user(api: httpx.Client, firm_id: str = FIRM) -> str:
+def make_user(api: httpx.Client, firm_id: str = FIRM, role: str = "member") -> str:
     user_id = new_user_id()
-    assert api.put(f"/v1/users/{user_id}", json={"firm_id": firm_id}).status_code == 200
+    put = api.put(f"/v1/users/{user_id}", json={"firm_id": firm_id, "role": role})
+    assert put.status_code == 200, put.text
     return user_id
 
 
 def make_admin(api: httpx.Client, clock: FrozenClock, firm_id: str = FIRM) -> str:
-    admin_id = make_user(api, firm_id)
+    """An administrator of the firm with MFA enabled: who may administer its MFA."""
+    admin_id = make_user(api, firm_id, role="admin")
     enroll_totp(api, clock, admin_id)
     return admin_id
 
@@ -59,7 +61,7 @@ def test_a_firm_that_never_set_a_policy_requires_nothing_and_allows_everything(
 
 
 def test_an_administrator_without_mfa_cannot_change_the_policy(api: httpx.Client) -> None:
-    admin_id = make_user(api)
+    admin_id = make_user(api, role="admin")
     refused = put_policy(api, admin_id, require_mfa=True, allowed_factors=["totp"])
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "actor_mfa_required"
@@ -74,7 +76,7 @@ def test_an_administrator_without_mfa_cannot_change_the_policy(api: httpx.Client
 def test_an_administrator_with_only_a_pending_factor_cannot_change_the_policy(
     api: httpx.Client,
 ) -> None:
-    admin_id = make_user(api)
+    admin_id = make_user(api, role="admin")
     assert api.post(f"/v1/users/{admin_id}/factors/totp").status_code == 201  # never activated
     refused = put_policy(api, admin_id, require_mfa=True)
     assert refused.status_code == 409

@@ -67,9 +67,9 @@ def mfa(api_server: ApiServer) -> Iterator[MfaClient]:
         yield client
 
 
-def new_user(mfa: MfaClient, firm_id: str | None = "firm-client") -> str:
+def new_user(mfa: MfaClient, firm_id: str | None = "firm-client", role: str | None = None) -> str:
     user_id = new_user_id()
-    mfa.put_user(user_id, firm_id=firm_id)
+    mfa.put_user(user_id, firm_id=firm_id, role=role)
     return user_id
 
 
@@ -115,7 +115,7 @@ def test_the_async_client_enrolls_sms_and_verifies_the_code_the_phone_got(
     async def scenario() -> None:
         async with AsyncMfaClient(api_server.url, api_key=MANAGE_KEY) as mfa:
             user_id = new_user_id()
-            await mfa.put_user(user_id)
+            await mfa.put_user(user_id, firm_id="firm-test")
             enrollment = await mfa.enroll_sms(user_id, PHONE)
             assert enrollment.phone_e164 == "+12015550123"
             code = await asyncio.to_thread(last_code, fake_twilio, 1)
@@ -196,7 +196,7 @@ def test_contract_errors_arrive_as_typed_exceptions_with_their_codes(
 
 def test_ids_with_reserved_characters_travel_as_one_path_segment(mfa: MfaClient) -> None:
     user_id = f"ana+{new_user_id()}@example.com"
-    assert mfa.put_user(user_id).user_id == user_id
+    assert mfa.put_user(user_id, firm_id="firm-test").user_id == user_id
     assert mfa.get_user(user_id).user_id == user_id
 
 
@@ -352,7 +352,8 @@ def test_an_administrator_sets_the_policy_and_resets_a_user(
     mfa: MfaClient, clock: FrozenClock
 ) -> None:
     firm = f"firm-{new_user_id()}"
-    admin = new_user(mfa, firm)
+    admin = new_user(mfa, firm, role="admin")
+    assert mfa.get_user(admin).role == "admin"
     with pytest.raises(ActorMfaRequiredError) as refused:
         mfa.put_firm_policy(firm, actor_id=admin, require_mfa=True)
     assert refused.value.status == 409

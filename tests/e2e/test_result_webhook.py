@@ -69,7 +69,7 @@ def settings_overrides(receiver: Receiver) -> dict[str, Any]:
 
 def login(api: httpx.Client, clock: FrozenClock) -> tuple[str, str]:
     user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
+    api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
     totp = enroll_totp(api, clock, user_id)
     created = api.post(
         "/v1/challenges", json={"user_id": user_id, "factor": "totp", "code": totp.at(clock.now())}

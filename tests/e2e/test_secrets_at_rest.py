@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def enroll_totp(api: httpx.Client, clock: FrozenClock) -> tuple[str, str, pyotp.TOTP]:
     user_id = new_user_id()
-    api.put(f"/v1/users/{user_id}", json={})
+    api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
     body = api.post(f"/v1/users/{user_id}/factors/totp").json()
     totp = pyotp.TOTP(body["secret"])
     activated = api.post(
@@ -85,7 +85,7 @@ def test_a_phone_number_moved_to_another_users_row_gets_no_sms(
     factors = []
     for phone in ("+12015550123", "+12025550188"):
         user_id = new_user_id()
-        api.put(f"/v1/users/{user_id}", json={})
+        api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"})
         created = api.post(f"/v1/users/{user_id}/factors/sms", json={"phone": phone}).json()
         body = fake_twilio.wait_for_messages(len(factors) + 1)[-1]["Body"]
         code = re.search(r"\b(\d{6})\b", body)

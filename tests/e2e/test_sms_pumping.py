@@ -46,7 +46,7 @@ def settings_overrides() -> dict[str, Any]:
 
 def new_user(api: httpx.Client) -> str:
     user_id = new_user_id()
-    assert api.put(f"/v1/users/{user_id}", json={}).status_code == 200
+    assert api.put(f"/v1/users/{user_id}", json={"firm_id": "firm-test"}).status_code == 200
     return user_id
 
 

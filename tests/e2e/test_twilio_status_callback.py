@@ -43,7 +43,7 @@ def no_automatic_reports(fake_twilio: FakeTwilio) -> None:
 def sent_challenge(container: Container, fake: FakeTwilio) -> tuple[str, str]:
     """An SMS login challenge whose first code Twilio accepted: (challenge id, message SID)."""
     user_id = new_user_id()
-    container.services.enrollment.put_user(user_id=user_id, firm_id=None)
+    container.services.enrollment.put_user(user_id=user_id, firm_id="firm-test")
     enrollment = container.services.enrollment.enroll_sms(
         user_id=user_id, phone="+12015550123", region=None
     )

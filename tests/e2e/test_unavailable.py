@@ -23,7 +23,7 @@ def client_without_redis(tmp_path: Path) -> Iterator[httpx.Client]:
     settings = make_settings(tmp_path, f"redis://127.0.0.1:{free_port()}/0", "down")
     upgrade(settings.effective_database_url)
     container = bootstrap(settings)
-    container.services.enrollment.put_user(user_id="alice", firm_id=None)
+    container.services.enrollment.put_user(user_id="alice", firm_id="firm-test")
     factor = container.services.enrollment.enroll_totp(user_id="alice").factor
     container.ports.factors.activate_factor(
         "alice", factor.factor_id, now=container.ports.clock.now()

@@ -12,7 +12,8 @@ from alembic.runtime.migration import MigrationContext
 
 from mfa_pipeline.adapters.sql_migrations import current_revision, head_revision, upgrade
 from mfa_pipeline.adapters.sql_models import Base
-from mfa_pipeline.adapters.sql_repository import create_engine_for
+from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
+from mfa_pipeline.domain.factors import Role
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,3 +72,20 @@ def test_processes_upgrading_at_once_all_succeed(database_url: str) -> None:
     outcomes = [(p.wait(timeout=60), p.communicate()[1]) for p in processes]
     assert [code for code, _ in outcomes] == [0] * 4, [err[-500:] for _, err in outcomes]
     assert current_revision(database_url) == head_revision()
+
+
+def test_users_from_before_roles_become_members_with_open_factors(database_url: str) -> None:
+    upgrade(database_url, "0003")
+    engine = create_engine_for(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO users (user_id, firm_id, created_at, updated_at) "
+                "VALUES ('alice', 'firm-a', 1, 1)"
+            )
+        )
+    upgrade(database_url)
+    user = SqlFactorRepository(engine).get_user("alice")
+    engine.dispose()
+    assert user is not None
+    assert (user.role, user.locked_until) == (Role.MEMBER, None)

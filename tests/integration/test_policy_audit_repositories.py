@@ -222,3 +222,25 @@ def test_the_batch_is_written_by_its_thread_within_the_batch_time(repos: Repos) 
     while len(repos.audit.for_user("bob")) < 20 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(repos.audit.for_user("bob")) == 20
+
+
+def test_the_audit_log_lists_by_event_time_when_ids_came_in_another_order(repos: Repos) -> None:
+    """A batch of login outcomes is written after a later reset: it still lists before it."""
+    repos.audit.record(AuditEvent(event="mfa_reset", created_at=30.0, user_id="alice"))
+    repos.audit.record_many(
+        [
+            AuditEvent(event="challenge_verified", created_at=10.0, user_id="alice"),
+            AuditEvent(event="challenge_failed", created_at=20.0, user_id="alice"),
+        ]
+    )
+    repos.audit.record(AuditEvent(event="factor_enrolled", created_at=40.0, user_id="alice"))
+    everything = repos.audit.for_user("alice")
+    assert [e.event for e in everything] == [
+        "factor_enrolled",
+        "mfa_reset",
+        "challenge_failed",
+        "challenge_verified",
+    ]
+    first = repos.audit.for_user("alice", limit=2)
+    rest = repos.audit.for_user("alice", limit=2, before_id=first[-1].id)
+    assert first + rest == everything

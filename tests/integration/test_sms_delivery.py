@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 def active_sms_user(container: Container, fake: FakeTwilio) -> str:
     """A user whose SMS factor is confirmed, going through the real enrollment path."""
     user_id = new_user_id()
-    container.services.enrollment.put_user(user_id=user_id, firm_id=None)
+    container.services.enrollment.put_user(user_id=user_id, firm_id="firm-test")
     enrollment = container.services.enrollment.enroll_sms(
         user_id=user_id, phone="+12015550123", region=None
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
@@ -16,7 +17,7 @@ from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import UnavailableError
-from mfa_pipeline.domain.factors import Factor, FactorStatus
+from mfa_pipeline.domain.factors import Factor, FactorStatus, Role
 from tests.doubles.memory_factors import InMemoryFactorRepository
 from tests.fixtures.services import free_port
 
@@ -325,3 +326,38 @@ def test_a_postgresql_connection_in_use_a_moment_ago_is_not_pinged_and_a_loss_co
         repo.get_user_with_factors("alice")
     user, _ = repo.get_user_with_factors("alice")  # the pool recovered by itself
     assert user is not None
+
+
+def test_putting_a_user_keeps_fields_left_out_and_returns_what_it_replaced(
+    repo: FactorRepository,
+) -> None:
+    before, created = repo.put_user("alice", firm_id="firm-a", role=None, now=1.0)
+    assert before is None
+    assert (created.firm_id, created.role) == ("firm-a", Role.MEMBER)
+    before, kept = repo.put_user("alice", firm_id=None, role=None, now=2.0)
+    assert before == created
+    assert kept == created
+    _, promoted = repo.put_user("alice", firm_id=None, role=Role.ADMIN, now=3.0)
+    assert (promoted.firm_id, promoted.role) == ("firm-a", Role.ADMIN)
+    assert repo.get_user_with_factors("alice")[0] == promoted
+
+
+def test_the_code_factor_lock_is_taken_and_lifted_once(repo: FactorRepository) -> None:
+    repo.upsert_user("alice", firm_id="firm-a", now=1.0)
+    results = race(lambda: repo.lock_code_factors("alice", now=10.0, until=100.0))
+    assert sorted(results) == [False] * (RACERS - 1) + [True]
+    user = repo.get_user("alice")
+    assert user is not None
+    assert user.locked_until == 100.0
+    assert user.code_factors_locked(99.0)
+    assert not user.code_factors_locked(100.0)
+    lifted = race(lambda: repo.unlock_code_factors("alice", now=20.0))
+    assert sorted(lifted) == [False] * (RACERS - 1) + [True]
+    assert repo.get_user("alice") == replace(user, locked_until=None)
+
+
+def test_a_lapsed_lock_is_not_lifted_and_can_be_taken_again(repo: FactorRepository) -> None:
+    repo.upsert_user("alice", firm_id="firm-a", now=1.0)
+    assert repo.lock_code_factors("alice", now=10.0, until=100.0)
+    assert not repo.unlock_code_factors("alice", now=100.0)
+    assert repo.lock_code_factors("alice", now=150.0, until=250.0)

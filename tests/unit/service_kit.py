@@ -28,6 +28,7 @@ from mfa_pipeline.ports import NullMetrics, SmsError, SmsReceipt, SmsSender
 from mfa_pipeline.services.graph import Ports, Rules, Services, build_services
 from mfa_pipeline.services.verification import phone_context, totp_context
 from tests.doubles.clock import FrozenClock
+from tests.doubles.failure_counter import InMemoryFailureCounter
 from tests.doubles.idempotency import InMemoryIdempotencyStore
 from tests.doubles.memory_account import (
     InMemoryAuditLog,
@@ -238,6 +239,7 @@ def make_kit(*, rules: ChallengeRules | None = None, start: float = START) -> Se
         limiter=InMemoryRateLimiter(),
         idempotency=InMemoryIdempotencyStore(store),
         factors=factors,
+        failures=InMemoryFailureCounter(),
         secrets=AesGcmSecretBox(parse_keys([generate_key()])),
         stored_secrets=InMemorySecretRotationRepository(factors),
         backup_codes=InMemoryBackupCodeRepository(),

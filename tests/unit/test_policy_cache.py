@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from mfa_pipeline.domain.challenges import FactorType
-from mfa_pipeline.domain.factors import Factor, FactorStatus
+from mfa_pipeline.domain.factors import Factor, FactorStatus, Role
 from mfa_pipeline.domain.policies import FirmPolicy
+from mfa_pipeline.services.administrators import FirmAdministrators
 from mfa_pipeline.services.audit import Auditor
 from mfa_pipeline.services.policies import PolicyService
 from tests.doubles.clock import FrozenClock
@@ -27,11 +28,13 @@ class CountingPolicies(InMemoryPolicyRepository):
 def service(
     policies: CountingPolicies, clock: FrozenClock, factors: InMemoryFactorRepository
 ) -> PolicyService:
+    auditor = Auditor(log=InMemoryAuditLog(), clock=clock)
     return PolicyService(
         policies=policies,
         factors=factors,
-        auditor=Auditor(log=InMemoryAuditLog(), clock=clock),
+        auditor=auditor,
         clock=clock,
+        administrators=FirmAdministrators(factors=factors, auditor=auditor),
         cache_seconds=2.0,
     )
 
@@ -61,7 +64,7 @@ def test_a_change_made_by_another_process_applies_once_the_cache_time_passed() -
 def test_a_change_made_through_this_service_applies_at_once() -> None:
     clock, policies = FrozenClock(T0), CountingPolicies()
     factors = InMemoryFactorRepository()
-    factors.upsert_user("admin", firm_id="firm", now=T0)
+    factors.upsert_user("admin", firm_id="firm", role=Role.ADMIN, now=T0)
     factors.add_factor(Factor("f1", "admin", FactorType.TOTP, FactorStatus.ACTIVE, created_at=T0))
     here = service(policies, clock, factors)
     assert here.get(firm_id="firm").allows(FactorType.SMS)

@@ -32,10 +32,16 @@ def test_the_phone_offers_three_distinct_numbers_one_of_them_right() -> None:
 
 
 def test_the_canonical_string_is_the_contracts() -> None:
-    assert canonical_answer("c1", "d1", "approve", "42", 1700000000) == (
-        b"c1|d1|approve|42|1700000000"
+    assert canonical_answer("c1", "d1", "approve", "42", 1700000000, reason=None) == (
+        b"c1|d1|approve|42|1700000000|"
     )
-    assert canonical_answer("c1", "d1", "deny", None, 5) == b"c1|d1|deny||5"
+    assert canonical_answer("c1", "d1", "deny", None, 5, reason="not_me") == b"c1|d1|deny||5|not_me"
+
+
+def test_the_reason_is_part_of_what_the_device_signs() -> None:
+    plain = PushAnswer("c", "d", Decision.DENY, None, None, 5, b"")
+    not_me = PushAnswer("c", "d", Decision.DENY, None, "not_me", 5, b"")
+    assert plain.signed_bytes() != not_me.signed_bytes()
 
 
 def test_only_a_deny_with_not_me_reports_fraud() -> None:

@@ -86,6 +86,7 @@ async def create_challenge(
         ip=body.context.ip,
         user_agent=body.context.user_agent,
         application=body.context.application or app,
+        api_application=app,
     )
 
     def run(mark: IdempotencyMark | None) -> Response:
@@ -166,7 +167,7 @@ async def get_challenge(
     },
 )
 async def verify_challenge(
-    challenge_id: ChallengeIdPath, body: VerifyBody, login: LoginDep, _: ApplicationDep
+    challenge_id: ChallengeIdPath, body: VerifyBody, login: LoginDep, app: ApplicationDep
 ) -> VerifyOut:
     verify = functools.partial(
         login.verify,
@@ -174,6 +175,7 @@ async def verify_challenge(
         code=body.code,
         credential=body.credential,
         remember_device=body.remember_device,
+        api_application=app,
     )
     # An assertion is a few short store calls and one signature check: inline, as creation is.
     # Codes keep the thread pool (a backup code is tens of milliseconds of argon2).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from mfa_pipeline.api.deps import (
     ApplicationDep,
     BackupCodesDep,
+    ClockDep,
     EnrollmentDep,
     IdempotencyDep,
     PoliciesDep,
@@ -30,29 +31,53 @@ from mfa_pipeline.api.schemas import (
 )
 from mfa_pipeline.api.views import factor_out, user_out
 from mfa_pipeline.domain.challenges import FactorType, RequestContext
+from mfa_pipeline.domain.factors import Role
 from mfa_pipeline.ports import IdempotencyMark
 from mfa_pipeline.services.enrollment import SmsEnrollment
+
+if TYPE_CHECKING:
+    from mfa_pipeline.services.backup_codes import BackupCodeService
+    from mfa_pipeline.services.enrollment import UserView
+    from mfa_pipeline.services.policies import PolicyService
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses={401: {"model": ErrorOut}})
 UserIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 FactorIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
-@router.put("/{user_id}", response_model=UserOut)
+def _user_answer(
+    view: UserView, policies: PolicyService, backup_codes: BackupCodeService, now: float
+) -> UserOut:
+    required = policies.enrollment_required(view.user, view.factors)
+    remaining = backup_codes.remaining(user_id=view.user.user_id)
+    return user_out(view, backup_codes_remaining=remaining, now=now).model_copy(
+        update={"enrollment_required": required}
+    )
+
+
+@router.put("/{user_id}", response_model=UserOut, responses={422: {"model": ErrorOut}})
 def put_user(
     user_id: UserIdPath,
     body: PutUserBody,
+    request: Request,
+    *,
     enrollment: EnrollmentDep,
     policies: PoliciesDep,
     backup_codes: BackupCodesDep,
-    _: ApplicationDep,
+    clock: ClockDep,
+    app: ApplicationDep,
 ) -> UserOut:
-    """Create or update a user record (idempotent)."""
-    view = enrollment.put_user(user_id=user_id, firm_id=body.firm_id)
-    required = policies.enrollment_required(view.user, view.factors)
-    return user_out(
-        view, backup_codes_remaining=backup_codes.remaining(user_id=user_id)
-    ).model_copy(update={"enrollment_required": required})
+    """Create or update a user record (idempotent); a field left out keeps its value.
+
+    `firm_id` is required to create. A change of firm or role is audited.
+    """
+    view = enrollment.put_user(
+        user_id=user_id,
+        firm_id=body.firm_id,
+        role=Role(body.role) if body.role is not None else None,
+        context=RequestContext(user_agent=request.headers.get("user-agent"), application=app),
+    )
+    return _user_answer(view, policies, backup_codes, clock.now())
 
 
 @router.get("/{user_id}", response_model=UserOut, responses={404: {"model": ErrorOut}})
@@ -61,13 +86,11 @@ def get_user(
     enrollment: EnrollmentDep,
     policies: PoliciesDep,
     backup_codes: BackupCodesDep,
+    clock: ClockDep,
     _: ApplicationDep,
 ) -> UserOut:
     view = enrollment.get_user(user_id=user_id)
-    required = policies.enrollment_required(view.user, view.factors)
-    return user_out(
-        view, backup_codes_remaining=backup_codes.remaining(user_id=user_id)
-    ).model_copy(update={"enrollment_required": required})
+    return _user_answer(view, policies, backup_codes, clock.now())
 
 
 @router.post(
