@@ -259,7 +259,7 @@ class EnrollmentService:
         phone = self._secrets.decrypt(factor.phone_ciphertext, context=phone_context(factor))
         return SmsEnrollment(
             factor=factor,
-            phone=self._phones.parse(phone, factor.phone_region),
+            phone=self._phones.parse(phone),  # stored in E.164: no region to guess from
             challenge_id=challenge_id,
         )
 

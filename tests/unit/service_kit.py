@@ -227,7 +227,12 @@ class ServiceKit:
         return [e for e in self.publisher.events if isinstance(e, kind)]
 
 
-def make_kit(*, rules: ChallengeRules | None = None, start: float = START) -> ServiceKit:
+def make_kit(
+    *,
+    rules: ChallengeRules | None = None,
+    start: float = START,
+    sms_allow_non_geographic: bool = False,
+) -> ServiceKit:
     """`build_services` on in-memory twins of every port, as production calls it on adapters."""
     rules = rules or ChallengeRules()
     spend_limits = Rules().sms_spend
@@ -264,7 +269,14 @@ def make_kit(*, rules: ChallengeRules | None = None, start: float = START) -> Se
         metrics=NullMetrics(),
     )
     return ServiceKit(
-        services=build_services(ports, Rules(challenges=rules, sms_spend=spend_limits)),
+        services=build_services(
+            ports,
+            Rules(
+                challenges=rules,
+                sms_spend=spend_limits,
+                sms_allow_non_geographic=sms_allow_non_geographic,
+            ),
+        ),
         ports=ports,
         rules=rules,
     )

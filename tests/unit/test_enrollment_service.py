@@ -178,6 +178,17 @@ def test_an_sms_enrollment_requests_the_first_send_of_its_code(kit: ServiceKit) 
     ]
 
 
+def test_an_interrupted_enrollment_of_a_satellite_number_resumes_where_they_are_allowed() -> None:
+    # Its stored region is the non-geographic "001", which is no region to parse with.
+    kit = make_kit(sms_allow_non_geographic=True)
+    enrollment = enroll_sms(kit, "+881 6 1234 5678")
+    resumed = kit.enrollment.sms_enrollment_of(
+        user_id=enrollment.factor.user_id, challenge_id=enrollment.challenge_id
+    )
+    assert resumed.phone.e164 == enrollment.phone.e164 == "+881612345678"
+    assert resumed.challenge_id == enrollment.challenge_id
+
+
 def test_the_landline_below_is_a_fixed_line_for_phonenumbers() -> None:
     number = phonenumbers.parse(LANDLINE)
     assert phonenumbers.number_type(number) is phonenumbers.PhoneNumberType.FIXED_LINE
