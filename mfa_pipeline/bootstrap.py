@@ -33,6 +33,7 @@ from mfa_pipeline.adapters.sql_account import (
     SqlPolicyRepository,
     SqlTrustedSessionRepository,
 )
+from mfa_pipeline.adapters.sql_invitations import SqlInvitationRepository
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.adapters.sql_secrets import SqlSecretRotationRepository
 from mfa_pipeline.adapters.sql_webauthn import SqlWebAuthnCredentialRepository
@@ -319,6 +320,7 @@ def build_ports(
         webhook_sender=HttpxWebhookSender(timeout=settings.webhook_timeout_seconds),
         webhook_verifier=build_webhook_verifier(settings),
         webauthn_credentials=SqlWebAuthnCredentialRepository(engine),
+        invitations=SqlInvitationRepository(engine),
         webauthn_ceremonies=RedisWebAuthnCeremonyStore(client, prefix=settings.key_prefix),
         webauthn_ceremony=PyWebAuthnCeremony(
             rp_id=settings.webauthn_rp_id,

@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
     from mfa_pipeline.domain.audit import AuditEvent
     from mfa_pipeline.domain.challenges import Challenge, ChallengeStatus
-    from mfa_pipeline.domain.events import Event
+    from mfa_pipeline.domain.events import Event, UserEvent
     from mfa_pipeline.domain.factors import Factor, Role, User
     from mfa_pipeline.domain.failure_budget import FailureBudget, FailureCount
+    from mfa_pipeline.domain.invitations import Candidate, Invitation
     from mfa_pipeline.domain.limits import RateLimit
     from mfa_pipeline.domain.phones import PhoneNumber
     from mfa_pipeline.domain.policies import FirmPolicy
@@ -390,6 +391,29 @@ class PolicyRepository(abc.ABC):
     def put(self, policy: FirmPolicy) -> None: ...
 
 
+class InvitationRepository(abc.ABC):
+    """Open invitations to enable MFA, one per user at most."""
+
+    @abc.abstractmethod
+    def candidates(self, user_ids: Sequence[str]) -> dict[str, Candidate]:
+        """The named users that exist: their firm and whether they have an active factor."""
+
+    @abc.abstractmethod
+    def open_among(self, user_ids: Sequence[str]) -> dict[str, Invitation]: ...
+
+    @abc.abstractmethod
+    def add_all(self, invitations: Sequence[Invitation]) -> None:
+        """Store them all or none (one transaction); an ended invitation is replaced."""
+
+    @abc.abstractmethod
+    def open_for(self, user_id: str) -> Invitation | None:
+        """The user's invitation, unless they have an active factor (enrolling ends it)."""
+
+    @abc.abstractmethod
+    def withdraw(self, firm_id: str, user_id: str) -> Invitation | None:
+        """Remove the user's invitation of that firm; the removed one, or None."""
+
+
 class AuditLog(abc.ABC):
     """Append-only event log; nothing is ever updated or deleted."""
 
@@ -562,7 +586,7 @@ class EventPublisher(abc.ABC):
     """Hands events to the pipeline (Celery queues in production, a list in unit tests)."""
 
     @abc.abstractmethod
-    def publish(self, event: Event) -> None: ...
+    def publish(self, event: Event | UserEvent) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,11 +149,24 @@ def _register_webhooks(app: Celery) -> None:
         ignore_result=True,
         max_retries=settings.webhook_max_retries,
     )
-    def deliver_webhook(self: Task, event: dict[str, str | None]) -> str:
+    def deliver_webhook(self: Task, event: dict[str, Any]) -> str:
         webhooks = container_for(self.app).services.webhooks
         if webhooks is None:
             return "disabled"
         retries = int(self.request.retries)
+        if "challenge_id" not in event:  # a user event: user.mfa_invited, ...
+            outcome = webhooks.deliver_user_event(
+                event_id=str(event["id"]),
+                type=str(event["type"]),
+                user_id=str(event["user_id"]),
+                firm_id=str(event["firm_id"]),
+                actor_id=str(event["actor_id"]),
+                occurred_at=float(event["occurred_at"]),
+                final_attempt=retries >= self.max_retries,
+            )
+            if outcome is WebhookOutcome.RETRY:
+                raise retry_later(self, retries)
+            return outcome.value
         outcome = webhooks.deliver(
             challenge_id=str(event["challenge_id"]),
             user_id=str(event["user_id"]),

@@ -20,6 +20,7 @@ from mfa_pipeline.domain.events import (
     Event,
     PushDeliveryRequested,
     SmsDeliveryRequested,
+    UserEvent,
 )
 from mfa_pipeline.ports import EventPublisher
 
@@ -37,7 +38,7 @@ class CeleryEventPublisher(EventPublisher):
         self._app = app
         self._webhooks = result_webhooks
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: Event | UserEvent) -> None:
         """Send the event's task; a broker that cannot take it is `UnavailableError` (a 503)."""
         try:
             self._send(event)
@@ -45,7 +46,7 @@ class CeleryEventPublisher(EventPublisher):
             log.warning("broker_unavailable", error=type(exc).__name__)
             raise UnavailableError("The task queue is unavailable; try again.") from exc
 
-    def _send(self, event: Event) -> None:
+    def _send(self, event: Event | UserEvent) -> None:
         if isinstance(event, SmsDeliveryRequested):
             self._app.send_task(
                 DELIVER_SMS, args=[event.challenge_id, event.seq], queue=QUEUE_OF[DELIVER_SMS]
@@ -63,4 +64,16 @@ class CeleryEventPublisher(EventPublisher):
                 "application": event.application,
             }
             self._app.send_task(DELIVER_WEBHOOK, args=[payload], queue=QUEUE_OF[DELIVER_WEBHOOK])
+        elif isinstance(event, UserEvent) and self._webhooks:
+            user_payload: dict[str, str | float] = {
+                "id": event.event_id,
+                "type": event.type,
+                "user_id": event.user_id,
+                "firm_id": event.firm_id,
+                "actor_id": event.actor_id,
+                "occurred_at": event.occurred_at,
+            }
+            self._app.send_task(
+                DELIVER_WEBHOOK, args=[user_payload], queue=QUEUE_OF[DELIVER_WEBHOOK]
+            )
         # Other events have no consumer yet beyond the structured log the services write.

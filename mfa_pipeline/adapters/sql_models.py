@@ -156,3 +156,23 @@ class WebAuthnCredentialRow(Base):
     backup_eligible: Mapped[bool] = mapped_column(Boolean)
     backed_up: Mapped[bool] = mapped_column(Boolean)
     last_used_at: Mapped[float | None] = mapped_column(Float)
+
+
+class MfaInvitationRow(Base):
+    """An administrator's open invitation to enable MFA; deleted when it ends."""
+
+    __tablename__ = "mfa_invitations"
+
+    user_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    # Stable across webhook redeliveries: the event ids derive from it.
+    invitation_id: Mapped[str] = mapped_column(String(64), unique=True)
+    firm_id: Mapped[str] = mapped_column(String(255), index=True)
+    invited_by: Mapped[str] = mapped_column(String(255))
+    invited_at: Mapped[float] = mapped_column(Float)
+
+
+def end_invitation(user_id: str) -> sa.Delete:
+    """Enrolling a factor ends the user's invitation: run in the transaction that activates it."""
+    return sa.delete(MfaInvitationRow).where(MfaInvitationRow.user_id == user_id)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mfa_pipeline.adapters.sql_models import FactorRow, UserRow
+from mfa_pipeline.adapters.sql_models import FactorRow, UserRow, end_invitation
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.factors import Factor, FactorStatus, Role, User
@@ -295,6 +295,8 @@ class SqlFactorRepository(FactorRepository):
                     activated_at=factor.activated_at,
                 )
             )
+            if factor.status is FactorStatus.ACTIVE:  # a push device is active at once
+                session.execute(end_invitation(factor.user_id))
 
     @translate_db_errors
     def get_factor(self, user_id: str, factor_id: str) -> Factor | None:
@@ -342,15 +344,22 @@ class SqlFactorRepository(FactorRepository):
 
     @translate_db_errors
     def activate_factor(self, user_id: str, factor_id: str, *, now: float) -> bool:
-        return self._conditional_update(
-            sa.update(FactorRow)
-            .where(
-                FactorRow.factor_id == factor_id,
-                FactorRow.user_id == user_id,
-                FactorRow.status == FactorStatus.PENDING.value,
+        with self._session() as session, session.begin():
+            result = session.execute(
+                sa.update(FactorRow)
+                .where(
+                    FactorRow.factor_id == factor_id,
+                    FactorRow.user_id == user_id,
+                    FactorRow.status == FactorStatus.PENDING.value,
+                )
+                .values(
+                    status=FactorStatus.ACTIVE.value, activated_at=now, pending_challenge_id=None
+                )
             )
-            .values(status=FactorStatus.ACTIVE.value, activated_at=now, pending_challenge_id=None)
-        )
+            if int(getattr(result, "rowcount", 0)) != 1:
+                return False
+            session.execute(end_invitation(user_id))  # enrolling ends an invitation
+            return True
 
     @translate_db_errors
     def refresh_push_device(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from mfa_pipeline.adapters.sql_models import FactorRow, WebAuthnCredentialRow
+from mfa_pipeline.adapters.sql_models import FactorRow, WebAuthnCredentialRow, end_invitation
 from mfa_pipeline.adapters.sql_repository import translate_db_errors
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import FactorExistsError
@@ -83,6 +83,7 @@ class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
                         last_used_at=None,
                     )
                 )
+                connection.execute(end_invitation(factor.user_id))
         except IntegrityError as exc:
             raise FactorExistsError("That passkey or security key is already registered.") from exc
 

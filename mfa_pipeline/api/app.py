@@ -20,6 +20,7 @@ from mfa_pipeline.api.routes import (
     challenges,
     firms,
     health,
+    invitations,
     providers,
     push,
     trusted_sessions,
@@ -83,6 +84,7 @@ def create_app(services: Services, *, clock: Clock, metrics: Metrics, config: Ap
     app.include_router(backup_codes.router)
     app.include_router(trusted_sessions.router)
     app.include_router(firms.router)
+    app.include_router(invitations.router)
     app.include_router(admin.router)
     app.include_router(providers.router)
     app.include_router(metrics_routes.router)

@@ -21,6 +21,7 @@ from mfa_pipeline.services.delivery_status import DeliveryStatusService
 from mfa_pipeline.services.enrollment import EnrollmentService
 from mfa_pipeline.services.graph import Services
 from mfa_pipeline.services.idempotency import IdempotencyService
+from mfa_pipeline.services.invitations import InvitationService
 from mfa_pipeline.services.login import LoginService
 from mfa_pipeline.services.policies import PolicyService
 from mfa_pipeline.services.push import PushAnswers, PushDevices
@@ -106,6 +107,7 @@ BackupCodesDep = Annotated[BackupCodeService, Depends(_service(lambda s: s.backu
 ChallengesDep = Annotated[ChallengeService, Depends(_service(lambda s: s.challenges))]
 DeliveryStatusDep = Annotated[DeliveryStatusService, Depends(_service(lambda s: s.delivery_status))]
 EnrollmentDep = Annotated[EnrollmentService, Depends(_service(lambda s: s.enrollment))]
+InvitationsDep = Annotated[InvitationService, Depends(_service(lambda s: s.invitations))]
 IdempotencyDep = Annotated[IdempotencyService, Depends(_service(lambda s: s.idempotency))]
 LoginDep = Annotated[LoginService, Depends(_service(lambda s: s.login))]
 PoliciesDep = Annotated[PolicyService, Depends(_service(lambda s: s.policies))]

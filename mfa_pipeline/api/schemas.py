@@ -190,6 +190,14 @@ class PreauthOut(BaseModel):
     factors: list[FactorOut]
 
 
+class InvitedPreauthOut(PreauthOut):
+    """`bypass` for a user an administrator invited to enable MFA: the page may ask them."""
+
+    invited: Literal[True] = True
+    invited_by: str = Field(description="The administrator who sent the invitation.")
+    invited_at: str
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str

@@ -8,6 +8,7 @@ from mfa_pipeline.api.schemas import (
     ChallengeOut,
     DeliveryOut,
     FactorOut,
+    InvitedPreauthOut,
     PreauthOut,
     UserOut,
     VerifyOut,
@@ -99,6 +100,13 @@ def preauth_out(preauth: Preauth) -> PreauthOut:
     factors = [factor_out(f) for f in preauth.factors]
     if preauth.backup_codes:
         factors.append(BACKUP_CODE_FACTOR)
+    if preauth.invitation is not None:
+        return InvitedPreauthOut(
+            result=preauth.next_step.value,
+            factors=factors,
+            invited_by=preauth.invitation.invited_by,
+            invited_at=iso(preauth.invitation.invited_at) or "",
+        )
     return PreauthOut(result=preauth.next_step.value, factors=factors)
 
 

@@ -39,3 +39,18 @@ class ChallengeFinished(Event):
     factor: FactorType
     status: ChallengeStatus
     application: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent:
+    """Something that happened to a user's MFA outside a challenge, for the result webhook.
+
+    `event_id` is stable: a redelivery carries the same one, so receivers deduplicate by it.
+    """
+
+    event_id: str
+    type: str
+    user_id: str
+    firm_id: str
+    actor_id: str
+    occurred_at: float

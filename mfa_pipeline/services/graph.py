@@ -23,6 +23,7 @@ from mfa_pipeline.services.delivery_status import DeliveryStatusService
 from mfa_pipeline.services.enrollment import EnrollmentService
 from mfa_pipeline.services.failure_budget import CodeFactorLock, FailureBudgetService
 from mfa_pipeline.services.idempotency import IdempotencyService
+from mfa_pipeline.services.invitations import InvitationService
 from mfa_pipeline.services.login import LoginService
 from mfa_pipeline.services.policies import PolicyService
 from mfa_pipeline.services.push import PushAnswers, PushDeliveryService, PushDevices
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         FactorRepository,
         FailureCounter,
         IdempotencyStore,
+        InvitationRepository,
         Metrics,
         PhoneNumbers,
         PolicyRepository,
@@ -89,6 +91,7 @@ class Ports:
     webhook_sender: WebhookSender
     webhook_verifier: WebhookVerifier
     webauthn_credentials: WebAuthnCredentialRepository
+    invitations: InvitationRepository
     webauthn_ceremonies: WebAuthnCeremonyStore
     webauthn_ceremony: WebAuthnCeremony
     phones: PhoneNumbers
@@ -157,6 +160,8 @@ class Services:
     readiness: Readiness
     # Passkey and security-key registration (their logins run inside `challenges`).
     webauthn: WebAuthnEnrollment
+    # Administrators' invitations to enable MFA (preauth reads them through `login`).
+    invitations: InvitationService
     # Only when the deployment posts results (`MFA_RESULT_WEBHOOK_URL`).
     webhooks: ResultWebhooks | None
 
@@ -166,6 +171,13 @@ def build_services(ports: Ports, rules: Rules) -> Services:
     p = ports
     auditor = Auditor(log=p.audit_log, clock=p.clock, batch_seconds=rules.audit_batch_seconds)
     administrators = FirmAdministrators(factors=p.factors, auditor=auditor)
+    invitations = InvitationService(
+        invitations=p.invitations,
+        administrators=administrators,
+        auditor=auditor,
+        publisher=p.publisher,
+        clock=p.clock,
+    )
     code_factor_lock = CodeFactorLock(
         factors=p.factors, auditor=auditor, clock=p.clock, metrics=p.metrics
     )
@@ -271,6 +283,7 @@ def build_services(ports: Ports, rules: Rules) -> Services:
             policies=policies,
             backup_codes=backup_codes,
             trusted_sessions=trusted_sessions,
+            invitations=invitations,
         ),
         sms_delivery=SmsDeliveryService(
             store=p.store,
@@ -348,6 +361,7 @@ def build_services(ports: Ports, rules: Rules) -> Services:
             auditor=auditor,
             clock=p.clock,
         ),
+        invitations=invitations,
         webhooks=None
         if rules.result_webhook is None
         else ResultWebhooks(

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 
     from mfa_pipeline.domain.challenges import RequestContext, RequestedFactor
     from mfa_pipeline.domain.factors import Factor
+    from mfa_pipeline.domain.invitations import Invitation
     from mfa_pipeline.ports import IdempotencyMark
     from mfa_pipeline.services.backup_codes import BackupCodeService, BackupCodeWarning
     from mfa_pipeline.services.challenges import ChallengeService, ChallengeView
     from mfa_pipeline.services.enrollment import EnrollmentService
+    from mfa_pipeline.services.invitations import InvitationService
     from mfa_pipeline.services.policies import PolicyService
     from mfa_pipeline.services.trusted_sessions import TrustedSessionService, TrustedToken
 
@@ -40,6 +42,8 @@ class Preauth:
     factors: list[Factor]
     # Whether unused backup codes may be offered next to `factors`.
     backup_codes: bool
+    # With `bypass` only: an administrator's open invitation to enable MFA.
+    invitation: Invitation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +66,14 @@ class LoginService:
         policies: PolicyService,
         backup_codes: BackupCodeService,
         trusted_sessions: TrustedSessionService,
+        invitations: InvitationService,
     ) -> None:
         self._challenges = challenges
         self._enrollment = enrollment
         self._policies = policies
         self._backup_codes = backup_codes
         self._trusted = trusted_sessions
+        self._invitations = invitations
 
     def preauth(self, *, user_id: str, trusted_token: str | None) -> Preauth:
         """What the login page should do next for this user."""
@@ -87,8 +93,11 @@ class LoginService:
             step = NextStep.ALLOW
         elif self._policies.enrollment_required(view.user, view.factors):
             step = NextStep.ENROLL
-        else:
-            step = NextStep.AUTH if active else NextStep.BYPASS
+        elif active:
+            step = NextStep.AUTH
+        else:  # no MFA: the login page may still pass on an administrator's invitation
+            invitation = self._invitations.open_for(user_id=user_id)
+            return Preauth(NextStep.BYPASS, factors=[], backup_codes=False, invitation=invitation)
         return Preauth(step, factors=active, backup_codes=backup_codes)
 
     def issue(

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -21,6 +22,8 @@ from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.ports import WebhookError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mfa_pipeline.domain.events import ChallengeFinished
     from mfa_pipeline.ports import Clock, EventPublisher, WebhookSender
 
@@ -67,6 +70,10 @@ def verify_signature(
     return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, header)
 
 
+def iso_utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class ResultWebhooks:
     def __init__(self, *, url: str, secret: str, sender: WebhookSender, clock: Clock) -> None:
         self._url = url
@@ -84,24 +91,50 @@ class ResultWebhooks:
         application: str | None,
         final_attempt: bool = False,
     ) -> WebhookOutcome:
+        body = {
+            "id": f"{challenge_id}:{status}",
+            "type": "challenge.finished",
+            "challenge_id": challenge_id,
+            "user_id": user_id,
+            "factor": factor,
+            "status": status,
+            "application": application,
+        }
+        bound = log.bind(challenge_id=challenge_id, user_id=user_id, outcome=status)
+        return self._post(body, bound, final_attempt=final_attempt)
+
+    def deliver_user_event(
+        self,
+        *,
+        event_id: str,
+        type: str,  # noqa: A002 - the field's name in the body
+        user_id: str,
+        firm_id: str,
+        actor_id: str,
+        occurred_at: float,
+        final_attempt: bool = False,
+    ) -> WebhookOutcome:
+        """A user event (`user.mfa_invited`, ...): same signature, same at-least-once `id`."""
+        body = {
+            "id": event_id,
+            "type": type,
+            "user_id": user_id,
+            "firm_id": firm_id,
+            "actor_id": actor_id,
+            "occurred_at": iso_utc(occurred_at),
+        }
+        bound = log.bind(event_id=event_id, user_id=user_id, outcome=type)
+        return self._post(body, bound, final_attempt=final_attempt)
+
+    def _post(
+        self, payload: Mapping[str, str | None], bound: Any, *, final_attempt: bool
+    ) -> WebhookOutcome:
         now = int(self._clock.now())
-        body = json.dumps(
-            {
-                "id": f"{challenge_id}:{status}",
-                "type": "challenge.finished",
-                "challenge_id": challenge_id,
-                "user_id": user_id,
-                "factor": factor,
-                "status": status,
-                "application": application,
-            },
-            separators=(",", ":"),
-        ).encode()
+        body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(self._secret, now, body),
         }
-        bound = log.bind(challenge_id=challenge_id, user_id=user_id, outcome=status)
         try:
             self._sender.post(self._url, body, headers)
         except WebhookError as exc:

@@ -89,3 +89,29 @@ def test_users_from_before_roles_become_members_with_open_factors(database_url: 
     engine.dispose()
     assert user is not None
     assert (user.role, user.locked_until) == (Role.MEMBER, None)
+
+
+def test_invitations_arrive_with_0006_and_end_with_their_user(database_url: str) -> None:
+    upgrade(database_url, "0005")
+    engine = create_engine_for(database_url)
+    assert "mfa_invitations" not in sa.inspect(engine).get_table_names()
+    upgrade(database_url)
+    assert "mfa_invitations" in sa.inspect(engine).get_table_names()
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO users (user_id, firm_id, created_at, updated_at) "
+                "VALUES ('alice', 'firm-a', 1, 1)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO mfa_invitations "
+                "(user_id, invitation_id, firm_id, invited_by, invited_at) "
+                "VALUES ('alice', 'inv_1', 'firm-a', 'admin', 2)"
+            )
+        )
+        connection.execute(sa.text("DELETE FROM users WHERE user_id = 'alice'"))
+        left = connection.execute(sa.text("SELECT count(*) FROM mfa_invitations")).scalar()
+    engine.dispose()
+    assert left == 0

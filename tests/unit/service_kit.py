@@ -30,6 +30,7 @@ from mfa_pipeline.services.verification import phone_context, totp_context
 from tests.doubles.clock import FrozenClock
 from tests.doubles.failure_counter import InMemoryFailureCounter
 from tests.doubles.idempotency import InMemoryIdempotencyStore
+from tests.doubles.invitations import InMemoryInvitationRepository
 from tests.doubles.memory_account import (
     InMemoryAuditLog,
     InMemoryBackupCodeRepository,
@@ -260,6 +261,7 @@ def make_kit(
         webhook_sender=RecordingWebhookSender(),
         webhook_verifier=NullWebhookVerifier(),
         webauthn_credentials=InMemoryWebAuthnCredentialRepository(factors),
+        invitations=InMemoryInvitationRepository(factors),
         webauthn_ceremonies=InMemoryWebAuthnCeremonyStore(),
         webauthn_ceremony=PyWebAuthnCeremony(
             rp_id="localhost", rp_name="Test", origins=["http://localhost"]

@@ -34,6 +34,7 @@ from mfa_pipeline.api.schemas import (
     ChallengeOut,
     CreateChallengeBody,
     ErrorOut,
+    InvitedPreauthOut,
     PreauthBody,
     PreauthOut,
     VerifyBody,
@@ -51,7 +52,7 @@ router = APIRouter(tags=["login"], responses={401: {"model": ErrorOut}})
 ChallengeIdPath = Annotated[str, Path(max_length=64)]
 
 
-@router.post("/v1/preauth", response_model=PreauthOut)
+@router.post("/v1/preauth", response_model=InvitedPreauthOut | PreauthOut)
 def preauth(body: PreauthBody, login: LoginDep, _: ApplicationDep) -> PreauthOut:
     """What the login page should do next for this user."""
     return preauth_out(login.preauth(user_id=body.user_id, trusted_token=body.trusted_token))
