@@ -26,6 +26,7 @@ from mfa_pipeline.client.models import (
     Factor,
     FactorName,
     FirmPolicy,
+    Invitations,
     Preauth,
     PushDevice,
     PushResponse,
@@ -259,6 +260,20 @@ def put_firm_policy(
 ) -> Call[FirmPolicy]:
     body = {"actor_id": actor_id, "require_mfa": require_mfa, "allowed_factors": allowed_factors}
     return Call("PUT", f"/v1/firms/{_seg(firm_id)}/policy", _model(FirmPolicy), json=body)
+
+
+def invite_users(firm_id: str, *, actor_id: str, user_ids: list[str]) -> Call[Invitations]:
+    body = {"actor_id": actor_id, "user_ids": user_ids}
+    return Call("POST", f"/v1/firms/{_seg(firm_id)}/invitations", _model(Invitations), json=body)
+
+
+def withdraw_invitation(firm_id: str, user_id: str, *, actor_id: str) -> Call[None]:
+    return Call(
+        "DELETE",
+        f"/v1/firms/{_seg(firm_id)}/invitations/{_seg(user_id)}",
+        _nothing,
+        params={"actor_id": actor_id},
+    )
 
 
 def audit(user_id: str, limit: int, before: int | None) -> Call[AuditPage]:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         Factor,
         FactorName,
         FirmPolicy,
+        Invitations,
         Preauth,
         PushDevice,
         PushResponse,
@@ -194,6 +195,14 @@ class MfaClient:
                 firm_id, actor_id=actor_id, require_mfa=require_mfa, allowed_factors=allowed_factors
             )
         )
+
+    def invite_users(self, firm_id: str, *, actor_id: str, user_ids: list[str]) -> Invitations:
+        """Invite users of the firm to enable MFA (the actor: an administrator with MFA)."""
+        return self._run(calls.invite_users(firm_id, actor_id=actor_id, user_ids=user_ids))
+
+    def withdraw_invitation(self, firm_id: str, user_id: str, *, actor_id: str) -> None:
+        """Withdraw a user's invitation; withdrawing one that is not open is not an error."""
+        self._run(calls.withdraw_invitation(firm_id, user_id, actor_id=actor_id))
 
     def audit(self, user_id: str, *, limit: int = 50, before: int | None = None) -> AuditPage:
         return self._run(calls.audit(user_id, limit, before))

@@ -108,6 +108,16 @@ class FirmPolicy(_Model):
     updated_by: str | None = None
 
 
+class SkippedInvitation(_Model):
+    user_id: str
+    reason: str  # unknown_user, not_in_firm or already_enrolled
+
+
+class Invitations(_Model):
+    invited: list[str] = Field(default_factory=list)
+    skipped: list[SkippedInvitation] = Field(default_factory=list)
+
+
 class AuditEvent(_Model):
     id: int
     event: str
@@ -127,6 +137,10 @@ class AuditPage(_Model):
 class Preauth(_Model):
     result: Literal["auth", "allow", "enroll", "bypass"]
     factors: list[Factor] = Field(default_factory=list)
+    # An administrator's invitation to enable MFA (with `bypass` only): show the banner.
+    invited: bool = False
+    invited_by: str | None = None
+    invited_at: str | None = None
 
     def has(self, factor_type: str) -> bool:
         return any(f.type == factor_type for f in self.factors)

@@ -119,6 +119,12 @@ async def _form(request: Request) -> dict[str, str]:
     return fields
 
 
+def _repeated(body: bytes, name: str) -> list[str]:
+    """Every value of a form field that repeats (checkboxes), in order."""
+    pairs = urllib.parse.parse_qsl(body.decode("utf-8", "replace"))
+    return [value for key, value in pairs if key == name]
+
+
 def _signed_in(request: Request, *, admin: bool = False) -> DemoAccount:
     session = _session(request)
     account = _config(request).store.get(session.user or "")
@@ -220,7 +226,16 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
     @app.get("/")
     async def home(request: Request) -> Response:
         account = _signed_in(request)
-        return render(request, "home.html", me=account)
+        session = _session(request)
+        invited = session.invited_by is not None and not session.invitation_later
+        return render(request, "home.html", me=account, invited=invited)
+
+    @app.post("/invitation/later")
+    async def invitation_later(request: Request) -> Response:
+        _signed_in(request)
+        await _form(request)
+        _session(request).invitation_later = True
+        raise Redirect("/")
 
     @app.get("/login")
     async def login_page(request: Request) -> Response:
@@ -249,6 +264,7 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
             account.username, trusted_token=request.cookies.get(TRUSTED_COOKIE)
         )
         if pre.result in ("allow", "bypass"):
+            session.invited_by = pre.invited_by if pre.invited else None
             return _finish(request, account.username)
         if pre.result == "enroll":
             session.sign_in(account.username)
@@ -537,6 +553,7 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
             raise PasskeyRefused(_passkey_error(exc)) from exc
         session = _session(request)
         session.must_enroll = False
+        session.invited_by = None
         session.flash(f"Passkey “{added.name}” added. You can use it to sign in.")
         return JSONResponse({"factor_id": added.factor_id})
 
@@ -619,6 +636,7 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
         session = _session(request)
         session.setup = {}
         session.must_enroll = False
+        session.invited_by = None  # enrolling ends the invitation
         return render(request, "setup_done.html", message=message)
 
     @app.get("/settings/mfa/sms")
@@ -770,6 +788,30 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
             )
         raise Redirect("/admin")
 
+    @app.post("/admin/invitations")
+    async def admin_invite(request: Request) -> Response:
+        me = _signed_in(request, admin=True)
+        await _form(request)  # the CSRF check
+        chosen = _repeated(await request.body(), "user_ids")
+        session = _session(request)
+        if not chosen:
+            session.flash("Choose at least one user to invite.", "alert")
+            raise Redirect("/admin")
+        try:
+            result = await _mfa(request).invite_users(
+                me.firm_id, actor_id=me.username, user_ids=chosen
+            )
+        except ActorMfaRequiredError:
+            session.flash("Set up multi-factor authentication on your own account first.", "alert")
+        else:
+            names = [_display(config, u) for u in result.invited]
+            skipped = [_display(config, s.user_id) for s in result.skipped]
+            session.flash(
+                f"Invited {', '.join(names) or 'nobody'} to set up multi-factor authentication."
+                + (f" Already set up or not invitable: {', '.join(skipped)}." if skipped else "")
+            )
+        raise Redirect("/admin")
+
     @app.get("/admin/users/{username}/reset")
     async def admin_reset_page(request: Request, username: str) -> Response:
         _signed_in(request, admin=True)
@@ -794,6 +836,11 @@ def create_app(config: DemoConfig) -> FastAPI:  # noqa: C901, PLR0915 - one rout
         raise Redirect("/admin")
 
     return app
+
+
+def _display(config: DemoConfig, username: str) -> str:
+    account = config.store.get(username)
+    return account.display_name if account else username
 
 
 async def _register_users(mfa: AsyncMfaClient, config: DemoConfig) -> None:

@@ -27,6 +27,10 @@ class Session:
     second_step: dict[str, Any] = field(default_factory=dict)
     user: str | None = None  # signed in
     must_enroll: bool = False
+    # An administrator's invitation to set up MFA, seen at sign-in; "Later" hides it until
+    # the user signs out (the session ends with the sign-out).
+    invited_by: str | None = None
+    invitation_later: bool = False
     reauth_until: float = 0.0
     setup: dict[str, Any] = field(default_factory=dict)  # an enrollment in progress
     flashes: list[tuple[str, str]] = field(default_factory=list)
