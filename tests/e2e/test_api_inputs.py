@@ -193,6 +193,8 @@ def test_the_openapi_schema_lists_the_contract_paths(anonymous: httpx.Client) ->
         "/v1/challenges/{challenge_id}",
         "/v1/challenges/{challenge_id}/verify",
         "/v1/challenges/{challenge_id}/resend",
+        "/v1/firms/{firm_id}/invitations",
+        "/v1/firms/{firm_id}/invitations/{user_id}",
         "/healthz",
         "/readyz",
     ]:
