@@ -122,7 +122,7 @@ async def _form(request: Request) -> dict[str, str]:
 def _repeated(body: bytes, name: str) -> list[str]:
     """Every value of a form field that repeats (checkboxes), in order."""
     pairs = urllib.parse.parse_qsl(body.decode("utf-8", "replace"))
-    return [value for key, value in pairs if key == name]
+    return [value for field, value in pairs if field == name]
 
 
 def _signed_in(request: Request, *, admin: bool = False) -> DemoAccount:
