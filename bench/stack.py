@@ -323,4 +323,5 @@ def service_environment(workdir: Path, redis_url: str, twilio_url: str) -> dict[
         "MFA_SMS_LIMIT_PER_PREFIX": UNLIMITED,
         "MFA_SMS_LIMIT_PER_COUNTRY": UNLIMITED,
         "MFA_SMS_BREAKER_PER_MINUTE": "100000000",
+        "MFA_SMS_BREAKER_SCOPED_PER_MINUTE": "100000000",
     }

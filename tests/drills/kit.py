@@ -38,6 +38,7 @@ GENEROUS_LIMITS: dict[str, Any] = {
     "sms_limit_per_prefix": "100000/3600",
     "sms_limit_per_country": "100000/3600",
     "sms_breaker_per_minute": 100000,
+    "sms_breaker_scoped_per_minute": 100000,
 }
 
 
