@@ -27,6 +27,7 @@ START_BLOCK = re.compile(r"^```sh\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 # What the page's blocks print on their own lines, in this order: each login's outcome.
 EXPECTED_OUTCOMES = [
+    "bypass",  # no factor yet: the password is enough
     "active",  # TOTP factor activated
     "auth",  # preauth asks for a second factor
     "verified",  # TOTP login
@@ -79,37 +80,58 @@ def test_the_getting_started_page_runs_against_a_started_service(tmp_path: Path)
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFA_")}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # as after `. .venv/bin/activate`
-    up = subprocess.Popen(
-        [bin_dir / "mfa-pipeline", "up", "--port", str(port), "--concurrency", "1"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    up_log = tmp_path / "up.log"
+    with up_log.open("wb") as log:
+        up = subprocess.Popen(  # its own process group: nothing of it outlives the test
+            [bin_dir / "mfa-pipeline", "up", "--port", str(port), "--concurrency", "1"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_ready(url, up, seconds=120)
-        script = "set -euo pipefail\n" + "\n".join(blocks)
-        shell = subprocess.run(
-            ["bash", "-c", script],
-            cwd=tmp_path,
-            env={**env, "MFA": url},
-            capture_output=True,
-            text=True,
-            timeout=150,
-            check=False,
-        )
+        shell = run_page(blocks, cwd=tmp_path, env={**env, "MFA": url})
     finally:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
-    report = f"stdout:\n{shell.stdout}\nstderr:\n{shell.stderr}"
+        stop(up)
+    report = f"stdout:\n{shell.stdout}\nstderr:\n{shell.stderr}\nup:\n{tail(up_log)}"
     assert shell.returncode == 0, report
     lines = [line.strip() for line in shell.stdout.splitlines()]
     assert in_order(EXPECTED_OUTCOMES, lines), report
     # The two refusals the page shows: a wrong TOTP code, a backup code used twice.
     assert '"code":"invalid_code"' in shell.stdout, report
     assert '"reason":"used"' in shell.stdout, report
-    assert up.returncode == 0, "mfa-pipeline up did not stop cleanly"
+    assert up.returncode == 0, f"mfa-pipeline up did not stop cleanly:\n{tail(up_log)}"
+
+
+def run_page(
+    blocks: list[str], *, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    script = "set -euo pipefail\n" + "\n".join(blocks)
+    try:
+        return subprocess.run(
+            ["bash", "-c", script],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the page's commands did not finish:\n{exc.stdout!r}\n{exc.stderr!r}")
+
+
+def stop(up: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as Ctrl-C would: `up` stops its roles warmly; the group is killed if it hangs."""
+    up.send_signal(signal.SIGTERM)
+    try:
+        up.wait(timeout=45)
+    except subprocess.TimeoutExpired:
+        os.killpg(up.pid, signal.SIGKILL)
+        up.wait()
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
