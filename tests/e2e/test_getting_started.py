@@ -13,12 +13,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.fixtures.pipeline import wait_until
 from tests.fixtures.services import free_port
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "getting-started.md"
@@ -44,17 +44,15 @@ def run_blocks(page: str) -> list[str]:
     return [match.group(1) for match in RUN_BLOCK.finditer(page)]
 
 
-def wait_ready(url: str, up: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
+def wait_ready(url: str, up: subprocess.Popen[bytes]) -> None:
+    def answers() -> bool:
         assert up.poll() is None, "mfa-pipeline up stopped on its own"
-        assert time.monotonic() < deadline, "the API did not become ready"
-        time.sleep(0.2)
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(answers, timeout=120, interval=0.2)
 
 
 def in_order(expected: list[str], lines: list[str]) -> bool:
@@ -91,7 +89,7 @@ def test_the_getting_started_page_runs_against_a_started_service(tmp_path: Path)
             start_new_session=True,
         )
     try:
-        wait_ready(url, up, seconds=120)
+        wait_ready(url, up)
         shell = run_page(blocks, cwd=tmp_path, env={**env, "MFA": url})
     finally:
         stop(up)
