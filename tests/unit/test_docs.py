@@ -67,3 +67,30 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         if f"`MFA_{name.upper()}" not in page
     ]
     assert not missing, f"docs/configuration.md lacks {', '.join(missing)}"
+
+
+# `mfa_pipeline/cli/device.py`, `tests/drills/`, `bench/*.py`; `unit/test_x.py::test_y` and a
+# following `::test_z` (the same file) name tests the way docs/security.md cites them.
+REPO_PATH = re.compile(
+    r"`((?:mfa_pipeline|workers|tests|bench|config|examples|scripts|docs|\.ci)/[\w./*-]*)[`:]"
+)
+TEST_NAME = re.compile(r"`((?:tests/)?(?:unit|integration|e2e|drills|browser)/[\w/-]+\.py)?::(\w+)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_file_and_test_the_page_names_exists(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    missing = [
+        path
+        for path in REPO_PATH.findall(text)
+        if not (any(ROOT.glob(path)) if "*" in path else (ROOT / path).exists())
+    ]
+    current: Path | None = None
+    for file, name in TEST_NAME.findall(text):
+        if file:
+            current = ROOT / (file if file.startswith("tests/") else f"tests/{file}")
+        if current is None or not current.exists():
+            missing.append(f"{file}::{name}")
+        elif f"def {name}(" not in current.read_text(encoding="utf-8"):
+            missing.append(f"{current.relative_to(ROOT)}::{name}")
+    assert not missing, f"{page.relative_to(ROOT)} names what is not there: {', '.join(missing)}"
