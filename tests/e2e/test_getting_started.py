@@ -81,7 +81,7 @@ def test_the_getting_started_page_runs_against_a_started_service(tmp_path: Path)
     up_log = tmp_path / "up.log"
     with up_log.open("wb") as log:
         up = subprocess.Popen(  # its own process group: nothing of it outlives the test
-            [bin_dir / "mfa-pipeline", "up", "--port", str(port), "--concurrency", "1"],
+            [bin_dir / "mfa-pipeline", "up", "--port", str(port)],
             cwd=tmp_path,
             env=env,
             stdout=log,
