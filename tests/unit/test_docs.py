@@ -69,12 +69,21 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
     assert not missing, f"docs/configuration.md lacks {', '.join(missing)}"
 
 
-# `mfa_pipeline/cli/device.py`, `tests/drills/`, `bench/*.py`; `unit/test_x.py::test_y` and a
-# following `::test_z` (the same file) name tests the way docs/security.md cites them.
+# `mfa_pipeline/cli/device.py`, `tests/drills/`, `bench/*.py`; and tests cited the way
+# docs/security.md cites them: `unit/test_x.py::test_y`, then `::test_z` (a file named nearby).
 REPO_PATH = re.compile(
     r"`((?:mfa_pipeline|workers|tests|bench|config|examples|scripts|docs|\.ci)/[\w./*-]*)[`:]"
 )
-TEST_NAME = re.compile(r"`((?:tests/)?(?:unit|integration|e2e|drills|browser)/[\w/-]+\.py)?::(\w+)")
+TEST_FILE = re.compile(r"`((?:tests/)?(?:unit|integration|e2e|drills|browser)/[\w/-]+\.py)\b")
+TEST_NAME = re.compile(r"::(test_\w+)`")
+
+
+def defined_tests() -> set[str]:
+    return {
+        name
+        for path in (ROOT / "tests").rglob("test_*.py")
+        for name in re.findall(r"^\s*(?:async )?def (test_\w+)\(", path.read_text(), re.MULTILINE)
+    }
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -85,12 +94,11 @@ def test_every_file_and_test_the_page_names_exists(page: Path) -> None:
         for path in REPO_PATH.findall(text)
         if not (any(ROOT.glob(path)) if "*" in path else (ROOT / path).exists())
     ]
-    current: Path | None = None
-    for file, name in TEST_NAME.findall(text):
-        if file:
-            current = ROOT / (file if file.startswith("tests/") else f"tests/{file}")
-        if current is None or not current.exists():
-            missing.append(f"{file}::{name}")
-        elif f"def {name}(" not in current.read_text(encoding="utf-8"):
-            missing.append(f"{current.relative_to(ROOT)}::{name}")
+    missing += [
+        file
+        for file in TEST_FILE.findall(text)
+        if not (ROOT / (file if file.startswith("tests/") else f"tests/{file}")).exists()
+    ]
+    known = defined_tests()
+    missing += [f"::{name}" for name in TEST_NAME.findall(text) if name not in known]
     assert not missing, f"{page.relative_to(ROOT)} names what is not there: {', '.join(missing)}"
