@@ -347,8 +347,6 @@ def worker(queues: str, concurrency: int, pool: str, quiet: bool) -> None:
     """Run a Celery worker for some queues (one role of a scaled deployment)."""
     from celery import signals  # noqa: PLC0415
 
-    from workers.app import create_celery_app  # noqa: PLC0415 - only the worker needs tasks
-
     unknown = {q.strip() for q in queues.split(",")} - set(QUEUES)
     if unknown:
         raise click.BadParameter(
@@ -356,6 +354,9 @@ def worker(queues: str, concurrency: int, pool: str, quiet: bool) -> None:
         )
     settings = _settings()
     _share_metrics(settings)
+    # Only now: the tasks import the metrics, and prometheus-client picks its store on import.
+    from workers.app import create_celery_app  # noqa: PLC0415 - only the worker needs tasks
+
     if pool == "prefork":
         # Each pool process traces for itself: a span exporter's thread does not survive
         # the fork. Its container is built later, on its first task, already traced.
