@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from mfa_pipeline.cli import main
+from tests.fixtures.pipeline import wait_until
 from tests.fixtures.services import free_port
 
 if TYPE_CHECKING:
@@ -209,16 +210,21 @@ def test_api_on_a_database_never_migrated_logs_the_cause_once_naming_the_fix(
 
 def wait_for_key(data_dir: Path, process: subprocess.Popen[str]) -> dict[str, str]:
     path = data_dir / "dev-api-key"
-    while not path.exists():
+
+    def written() -> bool:
         assert process.poll() is None, "the API stopped on its own"
+        return path.exists()
+
+    wait_until(written, timeout=60, interval=0.05)
     return {"Authorization": f"Bearer {path.read_text().strip()}"}
 
 
 def wait_for_api(client: httpx.Client, process: subprocess.Popen[str]) -> None:
-    while True:
+    def healthy() -> bool:
         assert process.poll() is None, "the API stopped on its own"
         try:
-            if client.get("/healthz").status_code == 200:
-                return
+            return client.get("/healthz").status_code == 200
         except httpx.TransportError:
-            pass
+            return False
+
+    wait_until(healthy, timeout=60, interval=0.05)
