@@ -257,13 +257,25 @@ class ConfigurationError(RuntimeError):
 
 
 def _read_or_create(path: Path, make: str) -> str:
+    """The key in `path`, or `make` written there if no process has written one yet.
+
+    The processes `up` starts read it at the same moment: the key is written whole under a
+    private name, then linked into place (atomic, and refused if another was first), so no
+    process can read a half-written file and run with an empty key.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_text().strip()
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(make + "\n")
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        return path.read_text().strip()
+    finally:
+        draft.unlink(missing_ok=True)
     return make
 
 
