@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import pytest
 import uvicorn
+from playwright.sync_api import expect
 
 from mfa_pipeline.demo import DemoConfig, create_app
 from tests.fixtures.pipeline import MANAGE_KEY
@@ -141,3 +142,9 @@ class Shots:
 @pytest.fixture
 def shots(page: Page, request: pytest.FixtureRequest) -> Shots:
     return Shots(page, request.node.name)
+
+
+def sign_out(page: Page) -> None:
+    """Sign out and wait for the sign-in page, so that no later navigation races the logout."""
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import sign_out
 from tests.browser.test_login_app import enroll_totp, expect_home, mfa, sign_in
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def test_an_invited_user_is_asked_at_sign_in_and_later_holds_until_sign_out(
     expect(page.get_by_role("status")).to_contain_text("Invited Dana Demo")
     shots.take("invited", doc="16-invite-users")
     assert mfa.preauth("demo").invited is True
-    page.get_by_role("button", name="Sign out").click()
+    sign_out(page)
 
     sign_in(page, "demo")  # no factor: in at once, with the administrator's request
     expect_home(page)
@@ -50,7 +51,7 @@ def test_an_invited_user_is_asked_at_sign_in_and_later_holds_until_sign_out(
     expect(page.get_by_role("region", name=BANNER)).to_have_count(0)
     page.reload()
     expect(page.get_by_role("region", name=BANNER)).to_have_count(0)  # remembered
-    page.get_by_role("button", name="Sign out").click()
+    sign_out(page)
 
     sign_in(page, "demo")  # a new sign-in asks again
     banner = page.get_by_role("region", name=BANNER)

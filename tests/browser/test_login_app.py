@@ -17,6 +17,7 @@ from mfa_pipeline.adapters.outbox import OutboxReader
 from mfa_pipeline.cli.device import SimulatedDevice
 from mfa_pipeline.client import MfaClient
 from mfa_pipeline.demo.passwords import DEMO_PASSWORDS
+from tests.browser.conftest import sign_out
 from tests.fixtures.pipeline import MANAGE_KEY, wait_until
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def test_sms_setup_formats_the_number_and_a_login_reads_the_code_from_the_outbox
     shots.take("confirm-phone")
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_role("heading", name="Done")).to_be_visible()
-    page.get_by_role("button", name="Sign out").click()
+    sign_out(page)
 
     sign_in(page, "demo")
     expect(page.get_by_role("status")).to_contain_text("text message")
@@ -199,7 +200,7 @@ def test_a_user_downloads_backup_codes_and_signs_in_with_one(
     saved = download.path().read_text()
     codes = [c for c in shown if c in saved]
     assert codes == shown
-    page.get_by_role("button", name="Sign out").click()
+    sign_out(page)
 
     sign_in(page, "demo")
     page.get_by_role("link", name="Use backup security code").click()
@@ -222,7 +223,7 @@ def test_keep_me_logged_in_skips_the_second_step_at_the_next_login(
     shots.take("keep-me-logged-in")
     page.get_by_role("button", name="Verify").click()
     expect_home(page)
-    page.get_by_role("button", name="Sign out").click()
+    sign_out(page)
 
     sign_in(page, "demo")
     expect_home(page)  # no code asked
@@ -230,7 +231,7 @@ def test_keep_me_logged_in_skips_the_second_step_at_the_next_login(
 
     page.get_by_role("link", name="Security settings").first.click()
     page.get_by_role("button", name="Ask for a code again everywhere").click()
-    page.get_by_role("button", name="Sign out").click()
+    sign_out(page)
     sign_in(page, "demo")
     expect(page.get_by_label("Security code")).to_be_visible()
 
@@ -254,7 +255,7 @@ def test_an_administrator_requires_mfa_for_the_firm_and_resets_a_user(
     page.get_by_role("button", name="Reset MFA of Dana Demo").click()
     expect(page.get_by_role("status")).to_contain_text("Reset Dana Demo: 1 method(s) removed")
     shots.take("reset-done")
-    page.get_by_role("button", name="Sign out").click()
+    sign_out(page)
 
     sign_in(page, "demo")  # no factor left, and the firm requires one: set it up now
     expect(page.get_by_role("status")).to_contain_text("requires multi-factor authentication")

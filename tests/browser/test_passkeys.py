@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from mfa_pipeline.demo.passwords import DEMO_PASSWORDS
-from tests.browser.conftest import DemoServer, Shots
+from tests.browser.conftest import DemoServer, Shots, sign_out
 from tests.fixtures.services import free_port
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def test_a_user_adds_a_passkey_and_signs_in_with_it(page: Page, demo: DemoServer
     assert len(stored["credentials"]) == 1
     assert stored["credentials"][0]["rpId"] == "localhost"
 
-    page.get_by_role("button", name="Sign out").click()
+    sign_out(page)
     sign_in_with_password(page, demo.url)
     expect(page.get_by_role("heading", level=1)).to_have_text("Confirm it is you")
     shots.take("use-a-passkey", doc="15-use-a-passkey")
@@ -118,7 +118,7 @@ def test_a_page_on_another_origin_cannot_use_the_passkey(
     virtual_authenticator(page)
     sign_in_with_password(page, demo.url)
     add_passkey(page, demo.url)
-    page.get_by_role("button", name="Sign out").click()
+    sign_out(page)
 
     # Another origin relaying to the same service: the browser signs for it, the service
     # sees the origin in the signed client data and refuses.
