@@ -64,10 +64,10 @@ def register_passkeys(stack: Stack, count: int) -> list[tuple[str, SoftAuthentic
     users = []
     for n in range(count):
         user_id = f"bench-webauthn-{n:04d}"
-        c.factors.upsert_user(user_id, firm_id="bench", now=time.time())
+        c.ports.factors.upsert_user(user_id, firm_id="bench", now=time.time())
         key = SoftAuthenticator()
-        start = c.webauthn.start(user_id=user_id, name="bench key")
-        c.webauthn.register(
+        start = c.services.webauthn.start(user_id=user_id, name="bench key")
+        c.services.webauthn.register(
             user_id=user_id,
             registration_id=start.registration_id,
             credential=key.create(start.public_key),
