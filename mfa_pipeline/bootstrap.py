@@ -12,7 +12,7 @@ from mfa_pipeline.adapters.argon2_hasher import Argon2CodeHasher
 from mfa_pipeline.adapters.celery_app import QUEUES, create_producer
 from mfa_pipeline.adapters.celery_publisher import CeleryEventPublisher
 from mfa_pipeline.adapters.crypto import AesGcmSecretBox, parse_keys
-from mfa_pipeline.adapters.failure_counter import RedisFailureCounter
+from mfa_pipeline.adapters.failure_counter import RedisFailureCounter, RedisLoginCounters
 from mfa_pipeline.adapters.http_webhook import HttpxWebhookSender
 from mfa_pipeline.adapters.phonenumbers_parser import PhonenumbersPhoneNumbers
 from mfa_pipeline.adapters.prometheus_metrics import CeleryQueueDepths, PrometheusMetrics
@@ -291,15 +291,18 @@ def build_ports(
     )
     engine = create_engine_for(settings.effective_database_url)
     box = AesGcmSecretBox(parse_keys(settings.encryption_keys))
+    limiter = RedisRateLimiter(client, prefix=settings.key_prefix)
+    failures = RedisFailureCounter(client, prefix=settings.key_prefix)
     return Ports(
         clock=clock or SystemClock(),
         store=store,
-        limiter=RedisRateLimiter(client, prefix=settings.key_prefix),
+        limiter=limiter,
         idempotency=RedisIdempotencyStore(
             client, prefix=settings.key_prefix, shards=settings.store_shards
         ),
         factors=SqlFactorRepository(engine),
-        failures=RedisFailureCounter(client, prefix=settings.key_prefix),
+        failures=failures,
+        login_counters=RedisLoginCounters(limiter, failures),
         secrets=box,
         stored_secrets=SqlSecretRotationRepository(engine),
         backup_codes=SqlBackupCodeRepository(engine),

@@ -663,8 +663,8 @@ class FailureCounter(abc.ABC):
         """Count one wrong code atomically; the count and when the next try is allowed."""
 
     @abc.abstractmethod
-    def retry_at(self, user_id: str) -> float:
-        """When the user may next try a code (0: now)."""
+    def state(self, user_id: str) -> FailureCount:
+        """The count now and when the user may next try a code (0 failures, retry_at 0: none)."""
 
     @abc.abstractmethod
     def reset(self, user_id: str) -> None:
@@ -679,6 +679,33 @@ class RateLimiter(abc.ABC):
     def hit_many(self, hits: Sequence[tuple[str, RateLimit]], *, now: float) -> list[float]:
         """Count several events at once (adapters may do it in one round trip)."""
         return [self.hit(key, limit, now=now) for key, limit in hits]
+
+
+class LoginCounters(abc.ABC):
+    """A login's rate windows counted and its user's failure count read, in one step.
+
+    A code or passkey login needs both before its check; where one store holds both, that is
+    one round trip instead of two on every login.
+    """
+
+    @abc.abstractmethod
+    def hit_and_read(
+        self, hits: Sequence[tuple[str, RateLimit]], *, user_id: str, now: float
+    ) -> tuple[list[float], FailureCount]:
+        """`RateLimiter.hit_many(hits)` and `FailureCounter.state(user_id)`."""
+
+
+class SeparateLoginCounters(LoginCounters):
+    """The two calls one after the other: for stores that cannot do both at once."""
+
+    def __init__(self, limiter: RateLimiter, failures: FailureCounter) -> None:
+        self._limiter = limiter
+        self._failures = failures
+
+    def hit_and_read(
+        self, hits: Sequence[tuple[str, RateLimit]], *, user_id: str, now: float
+    ) -> tuple[list[float], FailureCount]:
+        return self._limiter.hit_many(hits, now=now), self._failures.state(user_id)
 
 
 class SmsSpendGuard(abc.ABC):

@@ -12,11 +12,19 @@ from typing import TYPE_CHECKING
 
 from mfa_pipeline.adapters.redis_store import _lua, translate_redis_errors
 from mfa_pipeline.domain.failure_budget import FailureCount
-from mfa_pipeline.ports import FailureCounter
+from mfa_pipeline.ports import FailureCounter, LoginCounters
 
 if TYPE_CHECKING:
-    from mfa_pipeline.adapters.redis_store import RedisClient
+    from collections.abc import Sequence
+
+    from mfa_pipeline.adapters.redis_store import RedisClient, RedisRateLimiter
     from mfa_pipeline.domain.failure_budget import FailureBudget
+    from mfa_pipeline.domain.limits import RateLimit
+
+
+def _count(values: Sequence[object]) -> FailureCount:
+    failures, retry_at = values
+    return FailureCount(int(failures or 0), float(retry_at or 0.0))  # type: ignore[call-overload,arg-type]
 
 
 class RedisFailureCounter(FailureCounter):
@@ -25,7 +33,7 @@ class RedisFailureCounter(FailureCounter):
         self._prefix = prefix
         self._record = client.register_script(_lua("failure_budget"))
 
-    def _key(self, user_id: str) -> str:
+    def key(self, user_id: str) -> str:
         return f"{self._prefix}:{{fb:{user_id}}}:failures"
 
     @translate_redis_errors
@@ -36,14 +44,36 @@ class RedisFailureCounter(FailureCounter):
             budget.max_delay_seconds,
             budget.memory_seconds * 1000,
         ]
-        failures, retry_at = self._record(keys=[self._key(user_id)], args=args)
+        failures, retry_at = self._record(keys=[self.key(user_id)], args=args)
         return FailureCount(int(failures), float(retry_at))
 
     @translate_redis_errors
-    def retry_at(self, user_id: str) -> float:
-        value = self._redis.hget(self._key(user_id), "retry_at")
-        return float(value) if value else 0.0
+    def state(self, user_id: str) -> FailureCount:
+        return _count(self._redis.hmget(self.key(user_id), ["failures", "retry_at"]))
 
     @translate_redis_errors
     def reset(self, user_id: str) -> None:
-        self._redis.delete(self._key(user_id))
+        self._redis.delete(self.key(user_id))
+
+
+class RedisLoginCounters(LoginCounters):
+    """The rate windows and the failure count in one script call (`rate_limit_many.lua`).
+
+    On a cluster the keys live in different slots: the two are asked one after the other.
+    """
+
+    def __init__(self, limiter: RedisRateLimiter, failures: RedisFailureCounter) -> None:
+        self._limiter = limiter
+        self._failures = failures
+
+    @translate_redis_errors
+    def hit_and_read(
+        self, hits: Sequence[tuple[str, RateLimit]], *, user_id: str, now: float
+    ) -> tuple[list[float], FailureCount]:
+        together = self._limiter.hit_many_reading(
+            hits, now=now, hash_key=self._failures.key(user_id), fields=("failures", "retry_at")
+        )
+        if together is None:
+            return self._limiter.hit_many(hits, now=now), self._failures.state(user_id)
+        waits, values = together
+        return waits, _count(values)

@@ -39,6 +39,8 @@ from mfa_pipeline.ports import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from redis.commands.core import Script
+
     from mfa_pipeline.domain.limits import RateLimit
 
 P = ParamSpec("P")
@@ -446,6 +448,41 @@ class RedisRateLimiter(RateLimiter):
     def hit(self, key: str, limit: RateLimit, *, now: float) -> float:
         return self.hit_many([(key, limit)], now=now)[0]
 
+    def hit_many_reading(
+        self,
+        hits: Sequence[tuple[str, RateLimit]],
+        *,
+        now: float,  # noqa: ARG002 - Redis keeps the window
+        hash_key: str,
+        fields: Sequence[str],
+    ) -> tuple[list[float], list[str | None]] | None:
+        """`hit_many`, and the `fields` of the hash at `hash_key` read in the same script call.
+
+        None on a cluster, where the keys live in different slots: the caller asks twice.
+        """
+        if self._hit_all is None:
+            return None
+        return self._hit_all_at_once(self._hit_all, hits, fields, hash_key)
+
+    def _hit_all_at_once(
+        self,
+        script: Script,
+        hits: Sequence[tuple[str, RateLimit]],
+        fields: Sequence[str],
+        hash_key: str | None = None,
+    ) -> tuple[list[float], list[str | None]]:
+        args: list[int | str] = [len(hits)]
+        for _, limit in hits:
+            args += [limit.count, _ms(limit.window_seconds)]
+        keys = [self._keys.rate(key) for key, _ in hits]
+        if hash_key is not None:
+            keys.append(hash_key)
+            args += list(fields)
+        replies = script(keys=keys, args=args)
+        waits = [int(reply) / 1000 for reply in replies[: len(hits)]]
+        values = [None if v is None else str(v) for v in replies[len(hits) :]]
+        return waits, values
+
     @translate_redis_errors
     def hit_many(self, hits: Sequence[tuple[str, RateLimit]], *, now: float) -> list[float]:  # noqa: ARG002 - Redis keeps the window
         """All counters in one round trip: one script call, or on a cluster one pipeline.
@@ -461,11 +498,7 @@ class RedisRateLimiter(RateLimiter):
         the raw command is not (one key per call, so the slot is known).
         """
         if self._hit_all is not None:
-            args: list[int] = []
-            for _, limit in hits:
-                args += [limit.count, _ms(limit.window_seconds)]
-            replies = self._hit_all(keys=[self._keys.rate(key) for key, _ in hits], args=args)
-            return [int(reply) / 1000 for reply in replies]
+            return self._hit_all_at_once(self._hit_all, hits, ())[0]
         waits: list[float | None] = [None] * len(hits)
         pending = list(range(len(hits)))
         for _ in range(2):

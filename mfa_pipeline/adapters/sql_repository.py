@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -13,10 +14,16 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mfa_pipeline.adapters.sql_models import FactorRow, UserRow, end_invitation
+from mfa_pipeline.adapters.sql_models import (
+    FactorRow,
+    UserRow,
+    WebAuthnCredentialRow,
+    end_invitation,
+)
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.factors import Factor, FactorStatus, Role, User
+from mfa_pipeline.domain.webauthn import WebAuthnCredential
 from mfa_pipeline.ports import FactorRepository
 
 if TYPE_CHECKING:
@@ -143,6 +150,19 @@ def translate_db_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 _FACTORS = cast("sa.Table", FactorRow.__table__)
 _USERS = cast("sa.Table", UserRow.__table__)
+_CREDENTIALS = cast("sa.Table", WebAuthnCredentialRow.__table__)
+# A passkey's credential, read with its factor on the login's one statement (prefixed: the
+# factor row has columns of the same names).
+_CREDENTIAL_COLUMNS = (
+    "credential_id",
+    "public_key",
+    "sign_count",
+    "transports",
+    "aaguid",
+    "backup_eligible",
+    "backed_up",
+    "last_used_at",
+)
 
 
 def _factor(row: FactorRow | sa.Row[Any]) -> Factor:
@@ -166,6 +186,27 @@ def _factor(row: FactorRow | sa.Row[Any]) -> Factor:
     )
 
 
+def _factor_with_credential(row: sa.Row[Any]) -> Factor:
+    factor = _factor(row)
+    if row.w_credential_id is None or factor.status is not FactorStatus.ACTIVE:
+        return factor
+    credential = WebAuthnCredential(
+        factor_id=factor.factor_id,
+        user_id=factor.user_id,
+        credential_id=row.w_credential_id,
+        public_key=row.w_public_key,
+        sign_count=row.w_sign_count,
+        transports=tuple(t for t in row.w_transports.split(",") if t),
+        aaguid=row.w_aaguid,
+        backup_eligible=row.w_backup_eligible,
+        backed_up=row.w_backed_up,
+        name=factor.label or "",
+        created_at=factor.created_at,
+        last_used_at=row.w_last_used_at,
+    )
+    return dataclasses.replace(factor, credential=credential)
+
+
 def _user(row: UserRow | sa.Row[Any]) -> User:
     return User(
         user_id=row.user_id,
@@ -183,8 +224,13 @@ _USER_WITH_FACTORS = (
         _USERS.c.role.label("u_role"),
         _USERS.c.locked_until.label("u_locked_until"),
         *_FACTORS.c,
+        *(_CREDENTIALS.c[name].label(f"w_{name}") for name in _CREDENTIAL_COLUMNS),
     )
-    .select_from(_USERS.outerjoin(_FACTORS, _FACTORS.c.user_id == _USERS.c.user_id))
+    .select_from(
+        _USERS.outerjoin(_FACTORS, _FACTORS.c.user_id == _USERS.c.user_id).outerjoin(
+            _CREDENTIALS, _CREDENTIALS.c.factor_id == _FACTORS.c.factor_id
+        )
+    )
     .where(_USERS.c.user_id == sa.bindparam("b_user_id"))
     .order_by(_FACTORS.c.created_at, _FACTORS.c.factor_id)
 )
@@ -248,11 +294,11 @@ class SqlFactorRepository(FactorRepository):
 
     @translate_db_errors
     def lock_code_factors(self, user_id: str, *, now: float, until: float) -> bool:
-        return self._conditional_update(
-            sa.update(UserRow)
+        return self._single_update(
+            sa.update(_USERS)
             .where(
-                UserRow.user_id == user_id,
-                sa.or_(UserRow.locked_until.is_(None), UserRow.locked_until <= now),
+                _USERS.c.user_id == user_id,
+                sa.or_(_USERS.c.locked_until.is_(None), _USERS.c.locked_until <= now),
             )
             .values(locked_until=until)
         )
@@ -260,9 +306,10 @@ class SqlFactorRepository(FactorRepository):
     @translate_db_errors
     def unlock_code_factors(self, user_id: str, *, now: float) -> bool:
         # Only a lock in force is lifted; a lapsed one is harmless and overwritten by the next.
-        return self._conditional_update(
-            sa.update(UserRow)
-            .where(UserRow.user_id == user_id, UserRow.locked_until > now)
+        # Every push and passkey login asks, so this is one Core statement without a session.
+        return self._single_update(
+            sa.update(_USERS)
+            .where(_USERS.c.user_id == user_id, _USERS.c.locked_until > now)
             .values(locked_until=None)
         )
 
@@ -335,12 +382,17 @@ class SqlFactorRepository(FactorRepository):
             role=Role(first.u_role),
             locked_until=first.u_locked_until,
         )
-        return user, [_factor(r) for r in rows if r.factor_id is not None]
+        return user, [_factor_with_credential(r) for r in rows if r.factor_id is not None]
 
     def _conditional_update(self, statement: sa.Update) -> bool:
         with self._session() as session, session.begin():
             result = session.execute(statement)
             return int(getattr(result, "rowcount", 0)) == 1
+
+    def _single_update(self, statement: sa.Update) -> bool:
+        """One Core UPDATE on its own (atomic alone): no ORM session, no BEGIN or COMMIT."""
+        with self._single.connect() as connection:
+            return connection.execute(statement).rowcount == 1
 
     @translate_db_errors
     def activate_factor(self, user_id: str, factor_id: str, *, now: float) -> bool:

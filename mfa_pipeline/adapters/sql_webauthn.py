@@ -53,6 +53,8 @@ def _credential(row: sa.Row[Any] | Any) -> WebAuthnCredential:
 class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
+        # The login's read and counter update are single statements: no BEGIN, no COMMIT.
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @translate_db_errors
     def add(self, factor: Factor, credential: WebAuthnCredential) -> None:
@@ -89,7 +91,7 @@ class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
 
     @translate_db_errors
     def for_user(self, user_id: str) -> list[WebAuthnCredential]:
-        with self._engine.connect() as connection:
+        with self._single.connect() as connection:
             rows = connection.execute(
                 _SELECT.where(_CREDENTIALS.c.user_id == user_id).order_by(
                     _FACTORS.c.created_at, _FACTORS.c.factor_id
@@ -112,7 +114,7 @@ class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
     def record_use(
         self, factor_id: str, *, previous: int, sign_count: int, backed_up: bool, now: float
     ) -> bool:
-        with self._engine.begin() as connection:
+        with self._single.connect() as connection:
             result = connection.execute(
                 sa.update(_CREDENTIALS)
                 .where(

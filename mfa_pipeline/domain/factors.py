@@ -12,6 +12,8 @@ from mfa_pipeline.domain.challenges import FactorType
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from mfa_pipeline.domain.webauthn import WebAuthnCredential
+
 
 class FactorStatus(StrEnum):
     PENDING = "pending"
@@ -62,6 +64,9 @@ class Factor:
     platform: str | None = None
     push_token_ciphertext: str | None = None
     public_key: str | None = None
+    # A passkey or security key's credential, when the repository read it with the factor
+    # (the login's one read); None otherwise, and for other factors.
+    credential: WebAuthnCredential | None = None
 
     @property
     def is_active(self) -> bool:

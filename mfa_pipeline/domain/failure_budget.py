@@ -42,6 +42,14 @@ class FailureBudget:
     def locks_at(self, failures: int) -> bool:
         return failures >= self.limit
 
+    def can_lock_within(self, failures: int, seconds: float) -> bool:
+        """Whether `seconds` are enough, from `failures`, to reach the lock at all.
+
+        Each failure after the next waits its delay: from 0, 100 failures take at least 4,503 s.
+        """
+        needed = sum(self.delay_after(n) for n in range(failures + 1, self.limit))
+        return needed <= seconds
+
 
 @dataclass(frozen=True, slots=True)
 class FailureCount:

@@ -52,6 +52,7 @@ from mfa_pipeline.services.webhooks import announce_finished
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from mfa_pipeline.domain.failure_budget import FailureCount
     from mfa_pipeline.domain.limits import RateLimit
     from mfa_pipeline.domain.rules import ChallengeRules
     from mfa_pipeline.ports import (
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         EventPublisher,
         FactorRepository,
         IdempotencyMark,
+        LoginCounters,
         Metrics,
         PushGuard,
         RateLimiter,
@@ -104,13 +106,28 @@ class _Hit:
 class RateLimits:
     """Per-user and per-IP windows on creating and on verifying challenges."""
 
-    def __init__(self, limiter: RateLimiter, rules: ChallengeRules, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        counters: LoginCounters,
+        rules: ChallengeRules,
+        metrics: Metrics,
+    ) -> None:
         self._limiter = limiter
+        self._counters = counters
         self._rules = rules
         self._metrics = metrics
 
-    def _check(self, hits: list[_Hit], now: float, what: str) -> None:
-        waits = self._limiter.hit_many([(h.key, h.limit) for h in hits], now=now)
+    def _check(
+        self, hits: list[_Hit], now: float, what: str, user_id: str | None
+    ) -> FailureCount | None:
+        """Count `hits`; with `user_id`, that user's failure count read in the same step."""
+        pairs = [(h.key, h.limit) for h in hits]
+        seen = None
+        if user_id is None:
+            waits = self._limiter.hit_many(pairs, now=now)
+        else:
+            waits, seen = self._counters.hit_and_read(pairs, user_id=user_id, now=now)
         wait = max(waits)
         if wait > 0:
             limited = hits[waits.index(wait)].name
@@ -119,6 +136,7 @@ class RateLimits:
             raise RateLimitedError(
                 f"Too many {what}; try again later.", retry_after=math.ceil(wait)
             )
+        return seen
 
     def on_create(
         self,
@@ -128,8 +146,12 @@ class RateLimits:
         *,
         verifying: bool = False,
         what: str = "login attempts",
-    ) -> None:
-        """Count one new challenge; `what` names it in the refusal (a login, an enrollment)."""
+    ) -> FailureCount | None:
+        """Count one new challenge; `what` names it in the refusal (a login, an enrollment).
+
+        `verifying` (a code sent along, or a passkey login): the verification windows count
+        too, and the user's failure count is read with them and returned.
+        """
         rules = self._rules
         # Short key prefixes: one counter per user and per address lives in the store.
         hits = [_Hit("challenges_per_user", f"cu:{user_id}", rules.challenges_per_user)]
@@ -137,10 +159,14 @@ class RateLimits:
             hits.append(_Hit("challenges_per_ip", f"ci:{ip}", rules.challenges_per_ip))
         if verifying:
             hits += self._verify_hits(user_id, ip)
-        self._check(hits, now, what)
+        return self._check(hits, now, what, user_id if verifying else None)
 
-    def on_verify(self, user_id: str, ip: str | None, now: float) -> None:
-        self._check(self._verify_hits(user_id, ip), now, "code attempts")
+    def on_verify(
+        self, user_id: str, ip: str | None, now: float, *, read_failures: bool = False
+    ) -> FailureCount | None:
+        """Count one code attempt; with `read_failures`, the user's failure count comes back."""
+        hits = self._verify_hits(user_id, ip)
+        return self._check(hits, now, "code attempts", user_id if read_failures else None)
 
     def _verify_hits(self, user_id: str, ip: str | None) -> list[_Hit]:
         rules = self._rules
@@ -158,6 +184,7 @@ class ChallengeService:
         factors: FactorRepository,
         publisher: EventPublisher,
         limiter: RateLimiter,
+        login_counters: LoginCounters,
         secrets: SecretBox,
         clock: Clock,
         rules: ChallengeRules,
@@ -186,7 +213,7 @@ class ChallengeService:
         self._clock = clock
         self._rules = rules
         self._shards = shards
-        self.limits = RateLimits(limiter, rules, self._metrics)
+        self.limits = RateLimits(limiter, login_counters, rules, self._metrics)
         self._verifier = CodeVerifier(store=store, factors=factors, secrets=secrets)
 
     # --- issuing -----------------------------------------------------------------------------
@@ -224,19 +251,26 @@ class ChallengeService:
         # does a WebAuthn login, whose verification windows are counted here rather than at
         # its verify (an assertion cannot be guessed; its attempts are counted per challenge).
         verifying = normalized is not None or chosen.type is FactorType.WEBAUTHN
-        self.limits.on_create(user_id, context.ip, now, verifying=verifying)
+        seen = self.limits.on_create(user_id, context.ip, now, verifying=verifying)
         challenge = self._new_challenge(user_id, chosen, context, now, ChallengePurpose.LOGIN)
         if chosen.type is FactorType.WEBAUTHN:
-            return self._issue_webauthn(challenge, chosen, factors, explicit=factor_id is not None)
+            settled = seen is not None and self._budget.settled(
+                seen,
+                locked=user.code_factors_locked(now),
+                within_seconds=challenge.expires_at - now,
+            )
+            return self._issue_webauthn(
+                challenge, chosen, factors, explicit=factor_id is not None, settled=settled
+            )
         if chosen.type is FactorType.PUSH:
             challenge = self._admit_push(challenge, factors, factor, context, now)
         if challenge.factor is FactorType.SMS:
             sms_factor = next(f for f in factors if f.factor_id == challenge.factor_id)
             self.sms_gate.admit_factor(sms_factor, application=context.application)
         if normalized is not None:
-            self._budget.ensure_paced(user_id, chosen.type)
+            seen = self._budget.ensure_paced(user_id, chosen.type, seen)
             check = functools.partial(self._verifier.check_totp, None, chosen, normalized, now=now)
-            return self._issue_checked(challenge, check, now)
+            return self._issue_checked(challenge, check, now, seen)
         try:
             self._store.create(challenge, idempotency=idempotency)
         except Exception:
@@ -257,7 +291,13 @@ class ChallengeService:
         return user, self._policies.filter_for_challenge(user, factors, factor, factor_id)
 
     def _issue_webauthn(
-        self, challenge: Challenge, chosen: Factor, factors: list[Factor], *, explicit: bool
+        self,
+        challenge: Challenge,
+        chosen: Factor,
+        factors: list[Factor],
+        *,
+        explicit: bool,
+        settled: bool,
     ) -> ChallengeView:
         """Request options naming the chosen credential, or every one of the user's."""
         allowed = (
@@ -267,7 +307,9 @@ class ChallengeService:
         )
         # Without an explicit choice any of the user's credentials may answer: the factor
         # used is known (and recorded) only once the assertion is checked.
-        public_key, ceremony = self._webauthn.begin(user_id=challenge.user_id, allowed=allowed)
+        public_key, ceremony = self._webauthn.begin(
+            user_id=challenge.user_id, allowed=allowed, settled=settled
+        )
         challenge = replace(
             challenge, factor_id=chosen.factor_id if explicit else None, ceremony=ceremony
         )
@@ -315,7 +357,7 @@ class ChallengeService:
         self._policies.ensure_allowed(user, FactorType.BACKUP_CODE)
         if self._backup_codes.remaining(user_id=user_id) == 0:
             raise NoBackupCodesError("The user has no unused backup codes.")
-        self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
+        seen = self.limits.on_create(user_id, context.ip, now, verifying=normalized is not None)
         # Backup codes are not a factor row: the challenge names the type, not a factor id.
         pseudo = Factor("", user_id, FactorType.BACKUP_CODE, FactorStatus.ACTIVE, created_at=now)
         challenge = replace(
@@ -323,7 +365,7 @@ class ChallengeService:
             factor_id=None,
         )
         if normalized is not None:
-            self._budget.ensure_paced(user_id, FactorType.BACKUP_CODE)
+            seen = self._budget.ensure_paced(user_id, FactorType.BACKUP_CODE, seen)
             backup = self._backup_codes
             check = functools.partial(
                 backup.redeem,
@@ -332,7 +374,7 @@ class ChallengeService:
                 challenge_id=challenge.challenge_id,
                 context=context,
             )
-            return self._issue_checked(challenge, check, now)
+            return self._issue_checked(challenge, check, now, seen)
         self._store.create(challenge)
         self._after_create(challenge)
         return ChallengeView(challenge, challenge.status)
@@ -438,7 +480,7 @@ class ChallengeService:
             )
 
     def _issue_checked(
-        self, challenge: Challenge, check: Callable[[], object], now: float
+        self, challenge: Challenge, check: Callable[[], object], now: float, seen: FailureCount
     ) -> ChallengeView:
         """Create `challenge` already answered by `check` (a TOTP or backup code sent along)."""
         try:
@@ -451,7 +493,7 @@ class ChallengeService:
                 self._budget.record_failure(
                     user_id=challenge.user_id, factor=challenge.factor, context=challenge.context
                 )
-        self._succeeded(challenge)
+        self._succeeded(challenge, seen)
         done = replace(challenge, status=ChallengeStatus.VERIFIED, completed_at=now)
         self._store.create(done)
         self._after_create(done)
@@ -561,8 +603,10 @@ class ChallengeService:
             )
         ensure_open(challenge, now)
         self._ensure_factor_open(challenge)
-        self.limits.on_verify(challenge.user_id, challenge.context.ip, now)
-        self._budget.ensure_paced(challenge.user_id, challenge.factor)
+        read = self.limits.on_verify(
+            challenge.user_id, challenge.context.ip, now, read_failures=True
+        )
+        seen = self._budget.ensure_paced(challenge.user_id, challenge.factor, read)
         try:
             self._check_code(challenge, normalized, now)
         except MfaError as exc:
@@ -573,7 +617,7 @@ class ChallengeService:
                     user_id=challenge.user_id, factor=challenge.factor, context=challenge.context
                 )
             raise
-        self._succeeded(challenge)
+        self._succeeded(challenge, seen)
         self._finished(challenge, ChallengeStatus.VERIFIED)
         return ChallengeView(challenge, ChallengeStatus.VERIFIED)
 
@@ -619,15 +663,17 @@ class ChallengeService:
             self._budget.ensure_open(user, FactorType.TOTP)  # raises: locked, nothing else
         return open_factors
 
-    def _succeeded(self, challenge: Challenge) -> None:
+    def _succeeded(self, challenge: Challenge, seen: FailureCount) -> None:
         """A right code: the failure count starts again; a backup code also lifts a lock.
 
-        (A WebAuthn login lifts it through `WebAuthnLogins.succeeded`.)
+        `seen`: the count read before the code was checked. (A WebAuthn login lifts a lock
+        through `WebAuthnLogins.succeeded`.)
         """
         self._budget.record_success(
             user_id=challenge.user_id,
             strong=challenge.factor is FactorType.BACKUP_CODE,
             context=challenge.context,
+            seen=seen,
         )
 
     def _check_code(self, challenge: Challenge, code: str, now: float) -> None:

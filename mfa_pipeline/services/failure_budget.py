@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from mfa_pipeline.domain.errors import FactorLockedError, RateLimitedError
-from mfa_pipeline.domain.failure_budget import COUNTED_FACTORS, LOCKABLE_FACTORS
+from mfa_pipeline.domain.failure_budget import COUNTED_FACTORS, LOCKABLE_FACTORS, FailureCount
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.webauthn import FailureBudgetHook
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _MS = 0.001
+_NONE = FailureCount(0, 0.0)  # factors the budget does not count: nothing to reset
 
 LOCKED_MESSAGE = (
     "Too many wrong codes: this user's authenticator app and text-message codes are locked. "
@@ -110,15 +111,21 @@ class FailureBudgetService(FailureBudgetHook):
         if factor in LOCKABLE_FACTORS and user.code_factors_locked(self._clock.now()):
             raise FactorLockedError(LOCKED_MESSAGE, locked_until=user.locked_until)
 
-    def ensure_paced(self, user_id: str, factor: FactorType) -> None:
+    def ensure_paced(
+        self, user_id: str, factor: FactorType, seen: FailureCount | None = None
+    ) -> FailureCount:
         """Refuse a code sooner than the slow-down allows (429 with `Retry-After`).
 
         Checked before the code is: a refused try costs no attempt and reveals nothing.
+        `seen`: the count as the caller read it with the login's rate windows (one round trip
+        for both); else it is read here. Returns the count, which a success passes back to
+        `record_success` (a user with no failures then needs no reset).
         """
         if factor not in COUNTED_FACTORS:
-            return
+            return _NONE
+        count = self._counter.state(user_id) if seen is None else seen
         # Times travel through the store in milliseconds: a rounding is not a wait.
-        wait = self._counter.retry_at(user_id) - self._clock.now() - _MS
+        wait = count.retry_at - self._clock.now() - _MS
         if wait > 0:
             log.warning("rate_limited", limit="failure_budget", outcome="rejected")
             self._metrics.rate_limited(limit="failure_budget")
@@ -126,6 +133,20 @@ class FailureBudgetService(FailureBudgetHook):
                 "Too many wrong codes in a row; wait before trying another.",
                 retry_after=math.ceil(wait),
             )
+        return count
+
+    def settled(self, seen: FailureCount, *, locked: bool, within_seconds: float) -> bool:
+        """Nothing for a strong login to undo, now or within `within_seconds`.
+
+        No failure counted and no lock: and the slow-down leaves no way to reach the lock in
+        that time (from 0 failures it takes over an hour). A passkey login that started
+        settled needs no reset and no lift when it succeeds.
+        """
+        return (
+            seen.failures == 0
+            and not locked
+            and not self._budget.can_lock_within(seen.failures, within_seconds)
+        )
 
     def record_failure(
         self, *, user_id: str, factor: FactorType, context: RequestContext | None
@@ -144,13 +165,22 @@ class FailureBudgetService(FailureBudgetHook):
             self._counter.reset(user_id)
 
     def record_success(
-        self, *, user_id: str, strong: bool, context: RequestContext | None = None
+        self,
+        *,
+        user_id: str,
+        strong: bool,
+        context: RequestContext | None = None,
+        seen: FailureCount | None = None,
     ) -> None:
         """A login succeeded: the count starts again.
 
         `strong` for push, WebAuthn and backup codes (not guessable within the budget): they
-        also lift a lock of the code factors.
+        also lift a lock of the code factors. `seen`: the count `ensure_paced` read before a
+        code was checked; with no failures there is nothing to reset (a code login cannot
+        lift a lock).
         """
+        if not strong and seen is not None and seen.failures == 0:
+            return
         self._counter.reset(user_id)
         if strong:
             self._lock.lift(user_id=user_id, context=context, by="strong_login")

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         FailureCounter,
         IdempotencyStore,
         InvitationRepository,
+        LoginCounters,
         Metrics,
         PhoneNumbers,
         PolicyRepository,
@@ -76,6 +77,8 @@ class Ports:
     idempotency: IdempotencyStore
     factors: FactorRepository
     failures: FailureCounter
+    # The two above, asked together on every login (one round trip where one store has both).
+    login_counters: LoginCounters
     secrets: SecretBox
     stored_secrets: SecretRotationRepository
     backup_codes: BackupCodeRepository
@@ -230,6 +233,7 @@ def build_services(ports: Ports, rules: Rules) -> Services:
         factors=p.factors,
         publisher=p.publisher,
         limiter=p.limiter,
+        login_counters=p.login_counters,
         secrets=p.secrets,
         clock=p.clock,
         rules=rules.challenges,

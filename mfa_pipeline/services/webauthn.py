@@ -239,20 +239,27 @@ class WebAuthnLogins:
         self._auditor = auditor
         self._failure_budget = failure_budget
 
-    def begin(self, *, user_id: str, allowed: list[Factor]) -> tuple[dict[str, Any], str]:
+    def begin(
+        self, *, user_id: str, allowed: list[Factor], settled: bool
+    ) -> tuple[dict[str, Any], str]:
         """Request options naming the allowed credentials, and the state the check needs.
 
         The state is stored with the login challenge (one write, read back with it): its
-        WebAuthn challenge and the allowed credentials, so the check needs no SQL read. The
+        WebAuthn challenge, the allowed credentials and whether the failure budget was
+        `settled` (`FailureBudgetService.settled`), so the check needs no SQL read. The
         counter's conditional update still reads the row as it is then (removed, or used by
-        another login meanwhile).
+        another login meanwhile). The credentials come with the factors when the repository
+        read them together (one statement).
         """
-        ids = {f.factor_id for f in allowed}
-        usable = [c for c in self._credentials.for_user(user_id) if c.factor_id in ids]
+        usable = [f.credential for f in allowed if f.credential is not None]
+        if len(usable) < len(allowed):
+            ids = {f.factor_id for f in allowed}
+            usable = [c for c in self._credentials.for_user(user_id) if c.factor_id in ids]
         options = self._ceremony.authentication_options(usable)
         state = {
             "challenge": _b64(options.challenge),
             "credentials": [dataclasses.asdict(c) for c in usable],
+            "settled": settled,
         }
         return options.public_key, json.dumps(state)
 
@@ -321,7 +328,13 @@ class WebAuthnLogins:
         self._miss(challenge, CredentialRejection.COUNTER_REGRESSED, now, stored.factor_id)
 
     def succeeded(self, challenge: Challenge) -> None:
-        """After the challenge is verified: a failure-budget lock lifts."""
+        """After the challenge is verified: the failure count restarts and a lock lifts.
+
+        Skipped when the budget was settled at the challenge's start: no count, no lock, and
+        no way for one to fall before the challenge expires.
+        """
+        if json.loads(challenge.ceremony or "{}").get("settled", False):
+            return
         self._failure_budget.lift_after_webauthn_login(
             user_id=challenge.user_id, challenge_id=challenge.challenge_id
         )

@@ -24,9 +24,9 @@ class InMemoryFailureCounter(FailureCounter):
             self._counts[user_id] = FailureCount(failures, retry_at)
             return self._counts[user_id]
 
-    def retry_at(self, user_id: str) -> float:
+    def state(self, user_id: str) -> FailureCount:
         with self._lock:
-            return self._counts.get(user_id, FailureCount(0, 0.0)).retry_at
+            return self._counts.get(user_id, FailureCount(0, 0.0))
 
     def reset(self, user_id: str) -> None:
         with self._lock:

@@ -158,6 +158,37 @@ def test_a_passkey_login_lifts_the_lock(api: httpx.Client, clock: FrozenClock) -
     assert guess(api, user_id, totp.at(clock.now())).json()["status"] == "verified"
 
 
+def test_a_lock_that_falls_during_a_passkey_ceremony_is_lifted_by_it(
+    api: httpx.Client, clock: FrozenClock
+) -> None:
+    user_id = make_user(api)
+    totp = enroll_totp(api, clock, user_id)
+    key = SoftAuthenticator()
+    register(api, user_id, key)
+    spend(api, clock, user_id, totp, LIMIT - 1)
+    started = challenge(api, user_id)  # one failure short of the lock
+    assert guess(api, user_id, wrong_code(totp, clock)).status_code == 400
+    assert_locked(api, clock, user_id, totp, ("totp",))
+    answer = verify(api, started["challenge_id"], key.get(started["public_key"]))
+    assert answer.json()["status"] == "verified", answer.text
+    assert api.get(f"/v1/users/{user_id}").json()["locked_until"] is None
+
+
+def test_a_passkey_login_starts_the_count_again(api: httpx.Client, clock: FrozenClock) -> None:
+    user_id = make_user(api)
+    totp = enroll_totp(api, clock, user_id)
+    key = SoftAuthenticator()
+    register(api, user_id, key)
+    spend(api, clock, user_id, totp, FREE + 3)
+    started = challenge(api, user_id)
+    answer = verify(api, started["challenge_id"], key.get(started["public_key"]))
+    assert answer.json()["status"] == "verified", answer.text
+    # The count restarted: wrong codes are free again, and the right one passes at once.
+    for _ in range(3):
+        assert guess(api, user_id, wrong_code(totp, clock)).status_code == 400
+    assert guess(api, user_id, totp.at(clock.now())).json()["status"] == "verified"
+
+
 def test_an_administrators_reset_lifts_the_lock(api: httpx.Client, clock: FrozenClock) -> None:
     admin_id = make_admin(api, clock)
     user_id = make_user(api)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mfa_pipeline.adapters.failure_counter import RedisFailureCounter
-from mfa_pipeline.domain.failure_budget import FailureBudget
+from mfa_pipeline.domain.failure_budget import FailureBudget, FailureCount
 from tests.doubles.failure_counter import InMemoryFailureCounter
 
 if TYPE_CHECKING:
@@ -44,15 +44,16 @@ def test_the_free_failures_cost_no_wait_and_the_next_ones_double_up_to_the_cap(
     assert waits == [float(BUDGET.delay_after(n)) for n in range(1, 31)]
     assert waits[: BUDGET.free - 1] == [0.0] * (BUDGET.free - 1)
     assert waits[BUDGET.free - 1 : BUDGET.free + 7] == [1, 2, 4, 8, 16, 32, 60, 60]
-    assert counter.retry_at("alice") == pytest.approx(T0 + 60, abs=0.001)
-    assert counter.retry_at("bob") == 0.0
+    assert counter.state("alice").retry_at == pytest.approx(T0 + 60, abs=0.001)
+    assert counter.state("alice").failures == 30
+    assert counter.state("bob") == FailureCount(0, 0.0)
 
 
 def test_a_reset_starts_the_count_again(counter: FailureCounter) -> None:
     for _ in range(BUDGET.free + 3):
         counter.record_failure("alice", BUDGET, now=T0)
     counter.reset("alice")
-    assert counter.retry_at("alice") == 0.0
+    assert counter.state("alice") == FailureCount(0, 0.0)
     assert counter.record_failure("alice", BUDGET, now=T0).failures == 1
 
 

@@ -24,7 +24,7 @@ from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.factors import Factor, FactorStatus, new_factor_id
 from mfa_pipeline.domain.rules import ChallengeRules
 from mfa_pipeline.domain.totp import PERIOD_SECONDS, SKEW_DIAGNOSIS_WINDOW, generate_secret
-from mfa_pipeline.ports import NullMetrics, SmsError, SmsReceipt, SmsSender
+from mfa_pipeline.ports import NullMetrics, SeparateLoginCounters, SmsError, SmsReceipt, SmsSender
 from mfa_pipeline.services.graph import Ports, Rules, Services, build_services
 from mfa_pipeline.services.verification import phone_context, totp_context
 from tests.doubles.clock import FrozenClock
@@ -239,13 +239,15 @@ def make_kit(
     spend_limits = Rules().sms_spend
     factors = InMemoryFactorRepository()
     store = InMemoryChallengeStore()
+    limiter, failures = InMemoryRateLimiter(), InMemoryFailureCounter()
     ports = Ports(
         clock=FrozenClock(start),
         store=store,
-        limiter=InMemoryRateLimiter(),
+        limiter=limiter,
         idempotency=InMemoryIdempotencyStore(store),
         factors=factors,
-        failures=InMemoryFailureCounter(),
+        failures=failures,
+        login_counters=SeparateLoginCounters(limiter, failures),
         secrets=AesGcmSecretBox(parse_keys([generate_key()])),
         stored_secrets=InMemorySecretRotationRepository(factors),
         backup_codes=InMemoryBackupCodeRepository(),
