@@ -27,6 +27,7 @@ from mfa_pipeline.domain.webauthn import WebAuthnCredential
 from mfa_pipeline.ports import FactorRepository
 
 if TYPE_CHECKING:
+    import contextlib
     from collections.abc import Callable
 
 P = ParamSpec("P")
@@ -126,6 +127,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+class SingleStatements:
+    """Connections for one statement on its own, the cheapest way each database allows.
+
+    On PostgreSQL a single statement runs in autocommit: no `BEGIN` and no `COMMIT`/`ROLLBACK`
+    round trips while the API's event loop waits. On SQLite switching a pooled connection to
+    autocommit and back costs more than the transaction it saves (pysqlite runs a PRAGMA each
+    way: about 120 us per statement), and the database is in-process: a read uses the pool as
+    it is, and a write commits its one statement.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def read(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        return self._engine.connect() if self._sqlite else self._autocommit.connect()
+
+    def write(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        return self._engine.begin() if self._sqlite else self._autocommit.connect()
 
 
 def translate_db_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -251,10 +274,8 @@ _ACCEPT_STEP = (
 class SqlFactorRepository(FactorRepository):
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
-        # Single statements on the hot paths run without BEGIN and COMMIT/ROLLBACK: one
-        # statement is atomic on its own, and on PostgreSQL each of those is a round trip
-        # made while the API's event loop waits.
-        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # The hot paths' single statements (`SingleStatements`).
+        self._single = SingleStatements(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def _session(self) -> Session:
@@ -349,7 +370,7 @@ class SqlFactorRepository(FactorRepository):
     def get_factor(self, user_id: str, factor_id: str) -> Factor | None:
         # Core rather than ORM on the hot paths (every delivery and verification): a plain
         # SELECT costs a fraction of a session's identity-map bookkeeping.
-        with self._single.connect() as connection:
+        with self._single.read() as connection:
             row = connection.execute(
                 _FACTORS.select().where(
                     _FACTORS.c.factor_id == factor_id, _FACTORS.c.user_id == user_id
@@ -370,7 +391,7 @@ class SqlFactorRepository(FactorRepository):
     @translate_db_errors
     def get_user_with_factors(self, user_id: str) -> tuple[User | None, list[Factor]]:
         # One statement (user LEFT JOIN factors) instead of two on every login.
-        with self._single.connect() as connection:
+        with self._single.read() as connection:
             rows = connection.execute(_USER_WITH_FACTORS, {"b_user_id": user_id}).all()
         if not rows:
             return None, []
@@ -391,7 +412,7 @@ class SqlFactorRepository(FactorRepository):
 
     def _single_update(self, statement: sa.Update) -> bool:
         """One Core UPDATE on its own (atomic alone): no ORM session, no BEGIN or COMMIT."""
-        with self._single.connect() as connection:
+        with self._single.write() as connection:
             return connection.execute(statement).rowcount == 1
 
     @translate_db_errors
@@ -469,7 +490,7 @@ class SqlFactorRepository(FactorRepository):
         # One conditional UPDATE: of two processes racing with the same code, one matches.
         # Core on a connection, as on every verification: no session, no ORM bookkeeping;
         # committed by itself (autocommit), as the single statement it is.
-        with self._single.connect() as connection:
+        with self._single.write() as connection:
             result = connection.execute(_ACCEPT_STEP, {"b_factor_id": factor_id, "b_step": step})
             return result.rowcount == 1
 

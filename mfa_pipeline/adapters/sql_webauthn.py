@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mfa_pipeline.adapters.sql_models import FactorRow, WebAuthnCredentialRow, end_invitation
-from mfa_pipeline.adapters.sql_repository import translate_db_errors
+from mfa_pipeline.adapters.sql_repository import SingleStatements, translate_db_errors
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import FactorExistsError
 from mfa_pipeline.domain.factors import FactorStatus
@@ -53,8 +53,8 @@ def _credential(row: sa.Row[Any] | Any) -> WebAuthnCredential:
 class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
-        # The login's read and counter update are single statements: no BEGIN, no COMMIT.
-        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # The login's read and counter update are single statements (`SingleStatements`).
+        self._single = SingleStatements(engine)
 
     @translate_db_errors
     def add(self, factor: Factor, credential: WebAuthnCredential) -> None:
@@ -91,7 +91,7 @@ class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
 
     @translate_db_errors
     def for_user(self, user_id: str) -> list[WebAuthnCredential]:
-        with self._single.connect() as connection:
+        with self._single.read() as connection:
             rows = connection.execute(
                 _SELECT.where(_CREDENTIALS.c.user_id == user_id).order_by(
                     _FACTORS.c.created_at, _FACTORS.c.factor_id
@@ -114,7 +114,7 @@ class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
     def record_use(
         self, factor_id: str, *, previous: int, sign_count: int, backed_up: bool, now: float
     ) -> bool:
-        with self._single.connect() as connection:
+        with self._single.write() as connection:
             result = connection.execute(
                 sa.update(_CREDENTIALS)
                 .where(

@@ -15,9 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from mfa_pipeline.adapters import sql_repository
 from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
+from mfa_pipeline.adapters.sql_webauthn import SqlWebAuthnCredentialRepository
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.factors import Factor, FactorStatus, Role
+from mfa_pipeline.domain.webauthn import WebAuthnCredential
 from tests.doubles.memory_factors import InMemoryFactorRepository
 from tests.fixtures.services import free_port
 
@@ -58,6 +60,47 @@ def a_factor(user_id: str, factor_type: FactorType = FactorType.TOTP, **fields: 
     }
     values.update(fields)
     return Factor(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_passkeys_credential_comes_with_its_factor_in_the_one_read(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'mfa.sqlite3'}"
+        if store == "sqlite"
+        else str(request.getfixturevalue("postgres_url"))
+    )
+    upgrade(url)
+    engine = create_engine_for(url)
+    try:
+        repo, credentials = SqlFactorRepository(engine), SqlWebAuthnCredentialRepository(engine)
+        repo.upsert_user("alice", firm_id=None, now=1.0)
+        totp = a_factor("alice", status=FactorStatus.ACTIVE)
+        repo.add_factor(totp)
+        key = a_factor(
+            "alice", FactorType.WEBAUTHN, status=FactorStatus.ACTIVE, secret_ciphertext=None
+        )
+        stored = WebAuthnCredential(
+            factor_id=key.factor_id,
+            user_id="alice",
+            credential_id=f"cred-{uuid.uuid4().hex}",
+            public_key="pQECAyYgASFYIA",
+            sign_count=7,
+            transports=("internal", "hybrid"),
+            aaguid="00000000-0000-0000-0000-000000000000",
+            backup_eligible=True,
+            backed_up=False,
+            name="Laptop",
+            created_at=key.created_at,
+        )
+        credentials.add(replace(key, label="Laptop"), stored)
+        _, factors = repo.get_user_with_factors("alice")
+        by_id = {f.factor_id: f for f in factors}
+        assert by_id[totp.factor_id].credential is None
+        assert by_id[key.factor_id].credential == stored == credentials.for_user("alice")[0]
+    finally:
+        engine.dispose()
 
 
 def race(attempt: Callable[[], T], racers: int = RACERS) -> list[T]:
