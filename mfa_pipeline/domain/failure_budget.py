@@ -9,6 +9,7 @@ lock; push, WebAuthn and backup codes (not guessable in 100 tries) keep working 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from mfa_pipeline.domain.challenges import FactorType
@@ -47,8 +48,7 @@ class FailureBudget:
 
         Each failure after the next waits its delay: from 0, 100 failures take at least 4,503 s.
         """
-        needed = sum(self.delay_after(n) for n in range(failures + 1, self.limit))
-        return needed <= seconds
+        return _seconds_to_lock(self, failures) <= seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +60,9 @@ class FailureCount:
 
     failures: int
     retry_at: float
+
+
+@functools.cache
+def _seconds_to_lock(budget: FailureBudget, failures: int) -> int:
+    # Asked on every passkey login, always with a handful of (budget, count) pairs: computed once.
+    return sum(budget.delay_after(n) for n in range(failures + 1, budget.limit))
