@@ -32,6 +32,20 @@ _SELECT = (
     .where(_FACTORS.c.status == FactorStatus.ACTIVE.value)
 )
 
+# Every passkey login runs it: built once, so each run skips building and keying the statement.
+_RECORD_USE = (
+    sa.update(_CREDENTIALS)
+    .where(
+        _CREDENTIALS.c.factor_id == sa.bindparam("b_factor_id"),
+        _CREDENTIALS.c.sign_count == sa.bindparam("b_previous"),
+    )
+    .values(
+        sign_count=sa.bindparam("b_sign_count"),
+        backed_up=sa.bindparam("b_backed_up"),
+        last_used_at=sa.bindparam("b_now"),
+    )
+)
+
 
 def _credential(row: sa.Row[Any] | Any) -> WebAuthnCredential:
     return WebAuthnCredential(
@@ -114,16 +128,15 @@ class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
     def record_use(
         self, factor_id: str, *, previous: int, sign_count: int, backed_up: bool, now: float
     ) -> bool:
+        values = {
+            "b_factor_id": factor_id,
+            "b_previous": previous,
+            "b_sign_count": sign_count,
+            "b_backed_up": backed_up,
+            "b_now": now,
+        }
         with self._single.write() as connection:
-            result = connection.execute(
-                sa.update(_CREDENTIALS)
-                .where(
-                    _CREDENTIALS.c.factor_id == factor_id,
-                    _CREDENTIALS.c.sign_count == previous,
-                )
-                .values(sign_count=sign_count, backed_up=backed_up, last_used_at=now)
-            )
-            return result.rowcount == 1
+            return connection.execute(_RECORD_USE, values).rowcount == 1
 
     @translate_db_errors
     def rename(self, user_id: str, factor_id: str, name: str) -> bool:
