@@ -258,6 +258,14 @@ _USER_WITH_FACTORS = (
     .order_by(_FACTORS.c.created_at, _FACTORS.c.factor_id)
 )
 
+_USER = _USERS.select().where(_USERS.c.user_id == sa.bindparam("b_user_id"))
+# Built once: every SMS and push delivery reads its factor with it, and building the statement
+# and its cache key per call cost about as much as running it.
+_FACTOR_BY_ID = _FACTORS.select().where(
+    _FACTORS.c.factor_id == sa.bindparam("b_factor_id"),
+    _FACTORS.c.user_id == sa.bindparam("b_user_id"),
+)
+
 _ACCEPT_STEP = (
     sa.update(_FACTORS)
     .where(
@@ -336,8 +344,9 @@ class SqlFactorRepository(FactorRepository):
 
     @translate_db_errors
     def get_user(self, user_id: str) -> User | None:
-        with self._engine.connect() as connection:
-            row = connection.execute(_USERS.select().where(_USERS.c.user_id == user_id)).first()
+        # Every two-step code verification reads it (is the factor locked?): one prepared read.
+        with self._single.read() as connection:
+            row = connection.execute(_USER, {"b_user_id": user_id}).first()
             return None if row is None else _user(row)
 
     @translate_db_errors
@@ -372,9 +381,7 @@ class SqlFactorRepository(FactorRepository):
         # SELECT costs a fraction of a session's identity-map bookkeeping.
         with self._single.read() as connection:
             row = connection.execute(
-                _FACTORS.select().where(
-                    _FACTORS.c.factor_id == factor_id, _FACTORS.c.user_id == user_id
-                )
+                _FACTOR_BY_ID, {"b_factor_id": factor_id, "b_user_id": user_id}
             ).first()
             return None if row is None else _factor(row)
 
