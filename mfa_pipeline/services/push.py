@@ -428,8 +428,10 @@ class PushAnswers:
             # Indistinguishable from a bad signature: a caller without a device learns nothing.
             raise InvalidSignatureError("The signature is not valid.")
         # The device must be an active push device of the challenge's own user: another user's
-        # phone, or one deactivated after FCM forgot its token, cannot answer.
-        device = self._factors.get_factor(challenge.user_id, answer.device_id)
+        # phone, or one deactivated after FCM forgot its token, cannot answer. The user row
+        # comes with it in the same statement: it says whether a lock is in force to lift.
+        user, factors = self._factors.get_user_with_factors(challenge.user_id)
+        device = next((f for f in factors if f.factor_id == answer.device_id), None)
         public_key = None
         if device is not None and device.type is FactorType.PUSH and device.is_active:
             public_key = device_public_key(self._secrets, device)
@@ -471,7 +473,8 @@ class PushAnswers:
             # it blocks.
             self._guard.block(challenge.user_id, seconds=NOT_ME_BLOCK_SECONDS, now=now)
             self._fraud_reported(challenge, answer)
-        self._after(challenge, answer, result.status)
+        locked = user is not None and user.code_factors_locked(now)
+        self._after(challenge, answer, result.status, locked=locked)
         return result.status
 
     def _fraud_reported(self, challenge: Challenge, answer: PushAnswer) -> None:
@@ -492,7 +495,9 @@ class PushAnswers:
             details={"blocked_seconds": NOT_ME_BLOCK_SECONDS},
         )
 
-    def _after(self, challenge: Challenge, answer: PushAnswer, status: ChallengeStatus) -> None:
+    def _after(
+        self, challenge: Challenge, answer: PushAnswer, status: ChallengeStatus, *, locked: bool
+    ) -> None:
         wrong_number = answer.decision is Decision.APPROVE and status is ChallengeStatus.DENIED
         outcome = "wrong_number" if wrong_number else status.value
         log.info(
@@ -506,9 +511,12 @@ class PushAnswers:
         application = challenge.context.application
         if status is ChallengeStatus.APPROVED:
             self._metrics.challenge_verified(factor="push", application=application)
-            # Approved on the user's own phone: the code factors' failure budget is restored.
+            # Approved on the user's own phone: the code factors' failure budget is restored,
+            # and a lock lifted. Only a lock the user row showed is lifted: the conditional
+            # UPDATE on every approval was a write transaction for nothing. (A lock set after
+            # that read stands, as if it came after the approval.)
             self._budget.record_success(
-                user_id=challenge.user_id, strong=True, context=challenge.context
+                user_id=challenge.user_id, strong=locked, context=challenge.context
             )
         else:
             self._metrics.challenge_failed(factor="push", application=application, reason=outcome)
