@@ -79,8 +79,11 @@ def create_app(services: Services, *, clock: Clock, metrics: Metrics, config: Ap
     app.state.api_keys = ApiKeys(config.api_keys)
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(users.router)
+    # The login path first: a request is matched against the routers in this order, and a
+    # push login's three requests (create, long-poll, the phone's answer) come first.
     app.include_router(challenges.router)
+    app.include_router(push.router)
+    app.include_router(users.router)
     app.include_router(backup_codes.router)
     app.include_router(trusted_sessions.router)
     app.include_router(firms.router)
@@ -88,7 +91,6 @@ def create_app(services: Services, *, clock: Clock, metrics: Metrics, config: Ap
     app.include_router(admin.router)
     app.include_router(providers.router)
     app.include_router(metrics_routes.router)
-    app.include_router(push.router)
     app.include_router(webauthn.router)
 
     app.add_middleware(RequestIdMiddleware)

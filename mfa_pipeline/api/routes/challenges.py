@@ -47,6 +47,7 @@ from mfa_pipeline.domain.challenges import (
     RequestedFactor,
 )
 from mfa_pipeline.ports import IdempotencyMark
+from mfa_pipeline.services.challenges import ChallengeView
 
 router = APIRouter(tags=["login"], responses={401: {"model": ErrorOut}})
 ChallengeIdPath = Annotated[str, Path(max_length=64)]
@@ -137,9 +138,14 @@ async def get_challenge(
     wait: Annotated[
         float, Query(ge=0, le=30, description="Seconds to wait for a status change")
     ] = 0,
-) -> ChallengeOut:
+) -> Response:
+    """A challenge as it is now; with `wait`, once its status changes (or the wait runs out).
+
+    The answer is serialized here, once, rather than validated again against the response
+    model: the login page polls this once per login and again on every change.
+    """
     if wait <= 0:
-        return challenge_out(challenges.get(challenge_id))
+        return _challenge_json(challenges.get(challenge_id))
     deadline = time.monotonic() + min(wait, config.long_poll_max_seconds)
     while True:
         # Listening before reading: no change can slip between the read and the wait. One
@@ -148,12 +154,16 @@ async def get_challenge(
             view = challenges.get(challenge_id)
             remaining = deadline - time.monotonic()
             if view.status is not ChallengeStatus.PENDING or remaining <= 0:
-                return challenge_out(view)
+                return _challenge_json(view)
             # Wake at the change, or at expiry (a pending challenge reads `expired` after it).
             until_expiry = view.challenge.expires_at - clock.now()
             timeout = max(0.0, min(remaining, until_expiry + 0.05))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed, timeout)
+
+
+def _challenge_json(view: ChallengeView) -> Response:
+    return json_response(200, challenge_out(view).model_dump_json())
 
 
 @router.post(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 
 from mfa_pipeline.api.deps import ApplicationDep, PushAnswersDep, PushDevicesDep
+from mfa_pipeline.api.idempotency import json_response
 from mfa_pipeline.api.schemas import (
     ID_PATTERN,
     ErrorOut,
@@ -74,11 +75,12 @@ def register_push_device(
         422: {"model": ErrorOut},
     },
 )
-async def push_response(body: PushResponseBody, push_answers: PushAnswersDep) -> PushResponseOut:
+async def push_response(body: PushResponseBody, push_answers: PushAnswersDep) -> Response:
     """The phone's answer. No API key: the device's Ed25519 signature authenticates it.
 
     Runs on the event loop, as `POST /v1/challenges` does (see that module): a few short
-    calls, and the waiting login page is woken the sooner.
+    calls, and the waiting login page is woken the sooner. The answer is serialized once
+    here, not validated again against the response model.
     """
     answer = PushAnswer(
         challenge_id=body.challenge_id,
@@ -90,4 +92,5 @@ async def push_response(body: PushResponseBody, push_answers: PushAnswersDep) ->
         signature=decode_signature(body.signature),
     )
     status = push_answers.answer(answer)
-    return PushResponseOut(challenge_id=body.challenge_id, status=status.value)
+    out = PushResponseOut(challenge_id=body.challenge_id, status=status.value)
+    return json_response(200, out.model_dump_json())
