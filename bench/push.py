@@ -301,7 +301,6 @@ async def profile_push(
     out = Path(args.profile) / f"push-login-{api.name.replace(' ', '-')}.{suffix}"
     out.parent.mkdir(parents=True, exist_ok=True)
     count = min(len(driver.pushers), per_round_and_warm(args)[0])
-    seconds = count / driver.rate + 1
     recorder = subprocess.Popen(  # noqa: ASYNC220 - started, not awaited; reaped below
         [
             py_spy,
@@ -312,8 +311,6 @@ async def profile_push(
             "--gil",
             "--rate",
             "200",
-            "--duration",
-            str(round(seconds + 1)),
             "--format",
             args.profile_format,
             "--output",
@@ -323,13 +320,18 @@ async def profile_push(
         stderr=subprocess.PIPE,
     )
     await asyncio.sleep(0.5)
+    # Until the round's last login is done, however long a loaded machine takes: a profile
+    # cut off early would hold the creations and miss the answers.
     await driver.push_round(api, session, count)
+    recorder.send_signal(signal.SIGINT)
     _, err = await asyncio.to_thread(recorder.communicate, timeout=60)
-    if recorder.returncode != 0:
+    if not out.exists():
         print(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
-    elif out.exists():
-        portable(out)
-        print(f"profile of {api.name}: {out}")
+        return
+    portable(out)
+    if args.compare:  # the other checkout's directory goes too
+        out.write_text(out.read_text().replace(f"{args.compare.resolve()}/", ""))
+    print(f"profile of {api.name}: {out}")
 
 
 def ms(values: Sequence[float]) -> str:
