@@ -47,6 +47,11 @@ def _service(pick: Callable[[Services], T]) -> Callable[[Request], Awaitable[T]]
     return dependency
 
 
+async def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
 async def get_watcher(request: Request) -> ChallengeWatcher:
     watcher: ChallengeWatcher = request.app.state.watcher
     return watcher
@@ -96,6 +101,9 @@ async def get_application(
 
 
 ApplicationDep = Annotated[str, Depends(get_application)]
+# The whole graph as one dependency, for the busiest route: FastAPI resolves each dependency on
+# every request (about 20 us each), and one login creation needed three services.
+ServicesDep = Annotated[Services, Depends(get_services)]
 WatcherDep = Annotated[ChallengeWatcher, Depends(get_watcher)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -25,8 +25,8 @@ from mfa_pipeline.api.deps import (
     ChallengesDep,
     ClockDep,
     ConfigDep,
-    IdempotencyDep,
     LoginDep,
+    ServicesDep,
     WatcherDep,
 )
 from mfa_pipeline.api.idempotency import idempotent, json_response
@@ -74,9 +74,7 @@ async def create_challenge(
     body: CreateChallengeBody,
     *,
     request: Request,
-    login: LoginDep,
-    challenges: ChallengesDep,
-    idempotency: IdempotencyDep,
+    services: ServicesDep,
     app: ApplicationDep,
 ) -> Response:
     """Start a second-factor check. SMS is queued for the workers; this answers at once.
@@ -92,7 +90,7 @@ async def create_challenge(
     )
 
     def run(mark: IdempotencyMark | None) -> Response:
-        answer = login.issue(
+        answer = services.login.issue(
             user_id=body.user_id,
             factor=body.factor,
             factor_id=body.factor_id,
@@ -105,12 +103,13 @@ async def create_challenge(
         return json_response(201, login_challenge_out(answer).model_dump_json())
 
     def created(challenge_id: str) -> Response:
-        return json_response(201, challenge_out(challenges.resume(challenge_id)).model_dump_json())
+        resumed = services.challenges.resume(challenge_id)
+        return json_response(201, challenge_out(resumed).model_dump_json())
 
     create = functools.partial(
         idempotent,
         request,
-        idempotency,
+        services.idempotency,
         app,
         user_id=body.user_id,
         body=body,
