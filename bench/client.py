@@ -36,6 +36,7 @@ class Call:
     answered: float
     status: int  # 0 when no HTTP answer came
     outcome: str  # the challenge's status on success, else the error code
+    challenge_id: str | None = None  # on success
 
     @property
     def response_seconds(self) -> float:
@@ -164,8 +165,9 @@ class _Lane:
             answer = json.loads(raw)
             outcome = answer["status"] if status < 300 else answer["error"]["code"]
         except (ValueError, KeyError, TypeError):
-            outcome = "unreadable"
-        return Call(index, sent, sent, answered, status, str(outcome))
+            return Call(index, sent, sent, answered, status, "unreadable")
+        challenge_id = answer.get("challenge_id") if status < 300 else None
+        return Call(index, sent, sent, answered, status, str(outcome), challenge_id)
 
 
 async def raw_burst(
