@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 import pytest
+import requests
 
-from mfa_pipeline.adapters.twilio_sms import TwilioSmsSender
+from mfa_pipeline.adapters.twilio_sms import TwilioSmsSender, read_environment_once
 from mfa_pipeline.ports import SmsError, SmsPermanentError, SmsTransientError
 from tests.fixtures.twilio import TWILIO_SID, TWILIO_TOKEN
 
@@ -296,3 +297,73 @@ def test_twilios_request_logging_never_shows_the_code_or_the_number(
     for secret in (PHONE_DIGITS, CODE, TWILIO_TOKEN):
         assert secret not in caplog.text
     assert not [r for r in caplog.records if r.name.startswith("twilio.http_client")]
+
+
+# --- the environment: proxies and CA bundle, read once per client ----------------------------
+
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy")
+PROXY_VARIABLES += ("ALL_PROXY", "no_proxy", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_proxy_in_the_environment_carries_the_sends(
+    fake_twilio: FakeTwilio,
+    raw_provider: Callable[[int, str], str],
+    no_proxy_variables: pytest.MonkeyPatch,
+) -> None:
+    no_proxy_variables.setenv("http_proxy", raw_provider(503, "<html>the proxy answers</html>"))
+
+    error = send_failing(sender_for(fake_twilio.url))
+
+    assert isinstance(error, SmsTransientError)
+    assert error.code == "503"
+    assert fake_twilio.messages == []
+
+
+def test_no_proxy_naming_the_providers_host_sends_directly(
+    fake_twilio: FakeTwilio,
+    raw_provider: Callable[[int, str], str],
+    no_proxy_variables: pytest.MonkeyPatch,
+) -> None:
+    no_proxy_variables.setenv("http_proxy", raw_provider(503, "<html>the proxy answers</html>"))
+    no_proxy_variables.setenv("no_proxy", "127.0.0.1")
+
+    sender_for(fake_twilio.url).send(to=PHONE, body=BODY)
+
+    assert len(fake_twilio.messages) == 1
+
+
+def test_the_environment_is_read_once_per_client_not_per_send(
+    fake_twilio: FakeTwilio,
+    raw_provider: Callable[[int, str], str],
+    no_proxy_variables: pytest.MonkeyPatch,
+) -> None:
+    sender = sender_for(fake_twilio.url)
+    sender.send(to=PHONE, body=BODY)
+    no_proxy_variables.setenv("http_proxy", raw_provider(503, "<html>the proxy answers</html>"))
+
+    sender.send(to=PHONE, body=BODY)
+
+    assert len(fake_twilio.messages) == 2
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_in_the_environment_verifies_the_providers_certificate(
+    variable: str, no_proxy_variables: pytest.MonkeyPatch
+) -> None:
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        no_proxy_variables.delenv(name, raising=False)
+    no_proxy_variables.setenv(variable, "/etc/ssl/certs/ca-certificates.crt")
+    session = requests.Session()
+
+    read_environment_once(session, "https://api.twilio.com")
+
+    assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
+    assert session.proxies == {}
+    assert session.trust_env is False
