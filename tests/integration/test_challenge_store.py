@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+from redis._parsers import _HiredisParser
+from redis.connection import DefaultParser
 from redis.crc import key_slot
 
 from mfa_pipeline.adapters.redis_store import (
@@ -1116,3 +1118,8 @@ def test_the_redis_limiter_counts_each_hit_once_when_the_server_lost_its_scripts
     assert limiter.hit_many([("cu:alice", limit), ("ci:203.0.113.9", limit)], now=T0) == [0, 0]
     waits = limiter.hit_many([("cu:alice", limit), ("ci:203.0.113.9", limit)], now=T0)
     assert all(0 < wait <= 600 for wait in waits)
+
+
+def test_replies_are_parsed_by_hiredis_the_c_parser() -> None:
+    """hiredis is a dependency for CPU only: a missing one would otherwise go unnoticed."""
+    assert DefaultParser is _HiredisParser
