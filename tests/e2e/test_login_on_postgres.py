@@ -24,4 +24,4 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 @pytest.fixture
 def settings_overrides(postgres_databases: PostgresDatabases) -> dict[str, Any]:
-    return {"database_url": postgres_databases.create()}
+    return {"database_url": postgres_databases.create_migrated()}

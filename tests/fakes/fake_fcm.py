@@ -10,6 +10,7 @@ answers (`fail_next`, `unregister`) and read what was accepted (`messages`, `wai
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import secrets
@@ -39,13 +40,20 @@ class ScriptedFailure:
     error_status: str  # FCM's `error.status`, e.g. UNAVAILABLE, UNREGISTERED
 
 
+@functools.cache
+def _service_account_key() -> rsa.RSAPrivateKey:
+    """One key per test process: a 2048-bit RSA key costs a tenth of a second or more to make,
+    and a fake's state (tokens handed out, messages) is its own whichever key signs."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def _b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
 class FakeFcm(LoopbackServer):
     def __init__(self) -> None:
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._key = _service_account_key()
         self.messages: list[dict[str, Any]] = []  # accepted `message` objects + received_at
         self.token_requests = 0
         self._tokens: set[str] = set()

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from mfa_pipeline.adapters.sql_account import SqlBackupCodeRepository, SqlTrustedSessionRepository
-from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from tests.doubles.memory_account import (
     InMemoryBackupCodeRepository,
     InMemoryTrustedSessionRepository,
 )
+from tests.fixtures.services import migrated_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,13 +31,7 @@ def repos(
     if request.param == "memory":
         yield InMemoryBackupCodeRepository(), InMemoryTrustedSessionRepository()
         return
-    url = (
-        f"sqlite:///{tmp_path / 'mfa.sqlite3'}"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    upgrade(url)
-    engine = create_engine_for(url)
+    engine = create_engine_for(migrated_url(request.param, request, tmp_path))
     users = SqlFactorRepository(engine)
     for user_id in USERS:  # the SQL rows reference their user
         users.upsert_user(user_id, firm_id=None, now=1.0)

@@ -8,7 +8,6 @@ import pytest
 import sqlalchemy as sa
 
 from mfa_pipeline.adapters.sql_invitations import SqlInvitationRepository
-from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.adapters.sql_webauthn import SqlWebAuthnCredentialRepository
 from mfa_pipeline.domain.challenges import FactorType
@@ -24,9 +23,8 @@ FIRM = "firm-a"
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    upgrade(database_url)
-    engine = create_engine_for(database_url)
+def engine(migrated_database_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine_for(migrated_database_url)
     yield engine
     engine.dispose()
 

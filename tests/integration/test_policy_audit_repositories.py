@@ -13,7 +13,6 @@ from mfa_pipeline.adapters.sql_account import (
     SqlPolicyRepository,
     SqlTrustedSessionRepository,
 )
-from mfa_pipeline.adapters.sql_migrations import upgrade
 from mfa_pipeline.adapters.sql_repository import SqlFactorRepository, create_engine_for
 from mfa_pipeline.adapters.sql_secrets import SqlSecretRotationRepository
 from mfa_pipeline.domain.audit import AuditEvent
@@ -28,6 +27,7 @@ from tests.doubles.memory_account import (
     InMemoryPolicyRepository,
     InMemoryTrustedSessionRepository,
 )
+from tests.fixtures.services import migrated_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -45,12 +45,6 @@ class Repos:
     sessions: TrustedSessionRepository
 
 
-def _sql_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'mfa.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
 def repos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repos]:
     if request.param == "memory":
@@ -58,9 +52,7 @@ def repos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repos]:
             InMemoryPolicyRepository(), InMemoryAuditLog(), InMemoryTrustedSessionRepository()
         )
         return
-    url = _sql_url(request.param, request, tmp_path)
-    upgrade(url)
-    engine = create_engine_for(url)
+    engine = create_engine_for(migrated_url(request.param, request, tmp_path))
     SqlFactorRepository(engine).upsert_user("alice", firm_id="f1", now=1.0)
     yield Repos(
         SqlPolicyRepository(engine), SqlAuditLog(engine), SqlTrustedSessionRepository(engine)
@@ -70,9 +62,7 @@ def repos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Repos]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    url = _sql_url(request.param, request, tmp_path)
-    upgrade(url)
-    built = create_engine_for(url)
+    built = create_engine_for(migrated_url(request.param, request, tmp_path))
     yield built
     built.dispose()
 

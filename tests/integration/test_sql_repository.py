@@ -21,7 +21,7 @@ from mfa_pipeline.domain.errors import UnavailableError
 from mfa_pipeline.domain.factors import Factor, FactorStatus, Role
 from mfa_pipeline.domain.webauthn import WebAuthnCredential
 from tests.doubles.memory_factors import InMemoryFactorRepository
-from tests.fixtures.services import free_port
+from tests.fixtures.services import free_port, migrated_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -38,13 +38,7 @@ def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FactorRepos
     if request.param == "memory":
         yield InMemoryFactorRepository()
         return
-    url = (
-        f"sqlite:///{tmp_path / 'mfa.sqlite3'}"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    upgrade(url)
-    engine = create_engine_for(url)
+    engine = create_engine_for(migrated_url(request.param, request, tmp_path))
     yield SqlFactorRepository(engine)
     engine.dispose()
 
@@ -329,10 +323,9 @@ def _kill_pooled_connection(engine: sa.Engine, admin_url: str) -> None:
 
 
 @pytest.fixture
-def pg_alice(postgres_url: str) -> Iterator[tuple[sa.Engine, SqlFactorRepository]]:
+def pg_alice(migrated_postgres_url: str) -> Iterator[tuple[sa.Engine, SqlFactorRepository]]:
     """A PostgreSQL repository holding user alice, its engine's pool warm."""
-    upgrade(postgres_url)
-    engine = create_engine_for(postgres_url)
+    engine = create_engine_for(migrated_postgres_url)
     repo = SqlFactorRepository(engine)
     repo.upsert_user("alice", firm_id=None, now=1.0)
     yield engine, repo
@@ -341,13 +334,13 @@ def pg_alice(postgres_url: str) -> Iterator[tuple[sa.Engine, SqlFactorRepository
 
 def test_a_postgresql_connection_that_died_while_idle_is_replaced_before_use(
     pg_alice: tuple[sa.Engine, SqlFactorRepository],
-    postgres_url: str,
+    migrated_postgres_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Every checkout counts as idle: the ping runs, as it does after a pause in traffic.
     monkeypatch.setattr(sql_repository, "PING_BYPASS_SECONDS", 0.0)
     engine, repo = pg_alice
-    _kill_pooled_connection(engine, postgres_url)
+    _kill_pooled_connection(engine, migrated_postgres_url)
     user, _ = repo.get_user_with_factors("alice")  # no 503: the dead connection was replaced
     assert user is not None
     assert user.user_id == "alice"
@@ -355,7 +348,7 @@ def test_a_postgresql_connection_that_died_while_idle_is_replaced_before_use(
 
 def test_a_postgresql_connection_in_use_a_moment_ago_is_not_pinged_and_a_loss_costs_one_503(
     pg_alice: tuple[sa.Engine, SqlFactorRepository],
-    postgres_url: str,
+    migrated_postgres_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sql_repository, "PING_BYPASS_SECONDS", 3600.0)
@@ -364,7 +357,7 @@ def test_a_postgresql_connection_in_use_a_moment_ago_is_not_pinged_and_a_loss_co
     sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     repo.get_user_with_factors("alice")
     assert len(statements) == 1  # one statement; the 503 below shows no ping ran either
-    _kill_pooled_connection(engine, postgres_url)
+    _kill_pooled_connection(engine, migrated_postgres_url)
     with pytest.raises(UnavailableError):
         repo.get_user_with_factors("alice")
     user, _ = repo.get_user_with_factors("alice")  # the pool recovered by itself
