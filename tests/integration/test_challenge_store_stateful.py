@@ -12,6 +12,7 @@ twin; after every step each challenge must match `store_model.ModelChallenge`, a
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import TYPE_CHECKING, ClassVar
 
@@ -229,8 +230,10 @@ class StoreMachine(RuleBasedStateMachine):
             m.ever_expired = m.ever_expired or seen is ChallengeStatus.EXPIRED
 
 
+# Runs of up to 50 steps each, per store. A run draws new interleavings every time (no example
+# database), so CI runs add up; MFA_STATEFUL_EXAMPLES raises it for a deeper run.
 RUN = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("MFA_STATEFUL_EXAMPLES", "75")),
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
