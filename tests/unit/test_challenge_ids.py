@@ -70,6 +70,29 @@ def test_a_new_id_is_well_formed() -> None:
         "\uff10\uff10\uff11" + VALID[3:],  # full-width digits
         VALID[:3] + "{s0}" + VALID[7:],
     ],
+    # Named, not shown: VALID is random, and parallel runs must collect the same ids.
+    ids=[
+        "empty",
+        "star",
+        "short",
+        "long",
+        "star-at-end",
+        "question-mark",
+        "open-brace",
+        "close-brace",
+        "colon",
+        "newline",
+        "space",
+        "slash",
+        "e-acute",
+        "arabic-digit",
+        "dot-dot-slash",
+        "shard-not-hex",
+        "shard-0x",
+        "shard-negative",
+        "full-width-shard",
+        "hash-tag",
+    ],
 )
 def test_an_id_with_anything_but_its_alphabet_is_refused(challenge_id: str) -> None:
     assert not is_well_formed_challenge_id(challenge_id)
