@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 
 BANNER_END = "  Stop with Ctrl-C."
 
-# Under pytest-xdist the module's tests stay in one process, sharing its one `up --demo`
-# (spread over four processes, each started its own: 28 s of setup each on a busy machine).
-pytestmark = pytest.mark.xdist_group("up-demo")
-
 
 @dataclass
 class Up:
