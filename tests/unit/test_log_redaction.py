@@ -115,7 +115,10 @@ def assert_clean(text: str) -> None:
     assert REDACTED in text
 
 
-def test_captured_events_carry_no_secrets_but_keep_identifiers() -> None:
+def test_captured_events_carry_no_secrets_but_keep_identifiers(restore_logging: None) -> None:
+    # capture_logs keeps the configured level filter, and a test run before this one in the
+    # same process may have left WARNING (seen under pytest-xdist): the info event must count.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     with capture_logs(processors=[redact_secrets]) as entries:
         log_everything_wrong()
     structlog.contextvars.clear_contextvars()
