@@ -209,25 +209,37 @@ def _factor(row: FactorRow | sa.Row[Any]) -> Factor:
     )
 
 
+def credential_from_row(row: sa.Row[Any] | Any, prefix: str = "") -> WebAuthnCredential:
+    """A passkey's credential from a row of it joined to its factor (name, creation time).
+
+    `prefix`: what the credential's own columns are labelled with, where the factor's columns
+    of the same names come in the same row.
+    """
+
+    def column(name: str) -> Any:
+        return getattr(row, prefix + name)
+
+    return WebAuthnCredential(
+        factor_id=row.factor_id,
+        user_id=row.user_id,
+        credential_id=column("credential_id"),
+        public_key=column("public_key"),
+        sign_count=column("sign_count"),
+        transports=tuple(t for t in column("transports").split(",") if t),
+        aaguid=column("aaguid"),
+        backup_eligible=column("backup_eligible"),
+        backed_up=column("backed_up"),
+        name=row.label or "",
+        created_at=row.created_at,
+        last_used_at=column("last_used_at"),
+    )
+
+
 def _factor_with_credential(row: sa.Row[Any]) -> Factor:
     factor = _factor(row)
     if row.w_credential_id is None or factor.status is not FactorStatus.ACTIVE:
         return factor
-    credential = WebAuthnCredential(
-        factor_id=factor.factor_id,
-        user_id=factor.user_id,
-        credential_id=row.w_credential_id,
-        public_key=row.w_public_key,
-        sign_count=row.w_sign_count,
-        transports=tuple(t for t in row.w_transports.split(",") if t),
-        aaguid=row.w_aaguid,
-        backup_eligible=row.w_backup_eligible,
-        backed_up=row.w_backed_up,
-        name=factor.label or "",
-        created_at=factor.created_at,
-        last_used_at=row.w_last_used_at,
-    )
-    return dataclasses.replace(factor, credential=credential)
+    return dataclasses.replace(factor, credential=credential_from_row(row, prefix="w_"))
 
 
 def _user(row: UserRow | sa.Row[Any]) -> User:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from mfa_pipeline.adapters.sql_models import FactorRow, WebAuthnCredentialRow, end_invitation
-from mfa_pipeline.adapters.sql_repository import SingleStatements, translate_db_errors
+from mfa_pipeline.adapters.sql_repository import (
+    SingleStatements,
+    credential_from_row,
+    translate_db_errors,
+)
 from mfa_pipeline.domain.challenges import FactorType
 from mfa_pipeline.domain.errors import FactorExistsError
 from mfa_pipeline.domain.factors import FactorStatus
-from mfa_pipeline.domain.webauthn import WebAuthnCredential
 from mfa_pipeline.ports import WebAuthnCredentialRepository
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.factors import Factor
+    from mfa_pipeline.domain.webauthn import WebAuthnCredential
 
 _CREDENTIALS = cast("sa.Table", WebAuthnCredentialRow.__table__)
 _FACTORS = cast("sa.Table", FactorRow.__table__)
@@ -45,23 +49,6 @@ _RECORD_USE = (
         last_used_at=sa.bindparam("b_now"),
     )
 )
-
-
-def _credential(row: sa.Row[Any] | Any) -> WebAuthnCredential:
-    return WebAuthnCredential(
-        factor_id=row.factor_id,
-        user_id=row.user_id,
-        credential_id=row.credential_id,
-        public_key=row.public_key,
-        sign_count=row.sign_count,
-        transports=tuple(t for t in row.transports.split(",") if t),
-        aaguid=row.aaguid,
-        backup_eligible=row.backup_eligible,
-        backed_up=row.backed_up,
-        name=row.label or "",
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-    )
 
 
 class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
@@ -111,7 +98,7 @@ class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
                     _FACTORS.c.created_at, _FACTORS.c.factor_id
                 )
             )
-            return [_credential(r) for r in rows]
+            return [credential_from_row(r) for r in rows]
 
     @translate_db_errors
     def find(self, user_id: str, credential_id: str) -> WebAuthnCredential | None:
@@ -122,7 +109,7 @@ class SqlWebAuthnCredentialRepository(WebAuthnCredentialRepository):
                     _CREDENTIALS.c.user_id == user_id,
                 )
             ).first()
-            return None if row is None else _credential(row)
+            return None if row is None else credential_from_row(row)
 
     @translate_db_errors
     def record_use(
