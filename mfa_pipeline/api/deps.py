@@ -47,29 +47,13 @@ def _service(pick: Callable[[Services], T]) -> Callable[[Request], Awaitable[T]]
     return dependency
 
 
-async def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def _from_state(name: str) -> Callable[[Request], Awaitable[object]]:
+    """What the app factory put in `app.state` under `name` (the Annotated alias gives its type)."""
 
+    async def dependency(request: Request) -> object:
+        return getattr(request.app.state, name)
 
-async def get_watcher(request: Request) -> ChallengeWatcher:
-    watcher: ChallengeWatcher = request.app.state.watcher
-    return watcher
-
-
-async def get_clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
-
-
-async def get_metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-async def get_config(request: Request) -> ApiConfig:
-    config: ApiConfig = request.app.state.config
-    return config
+    return dependency
 
 
 class ApiKeys:
@@ -103,11 +87,11 @@ async def get_application(
 ApplicationDep = Annotated[str, Depends(get_application)]
 # The whole graph as one dependency, for the busiest route: FastAPI resolves each dependency on
 # every request (about 20 us each), and one login creation needed three services.
-ServicesDep = Annotated[Services, Depends(get_services)]
-WatcherDep = Annotated[ChallengeWatcher, Depends(get_watcher)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-ConfigDep = Annotated[ApiConfig, Depends(get_config)]
+ServicesDep = Annotated[Services, Depends(_from_state("services"))]
+WatcherDep = Annotated[ChallengeWatcher, Depends(_from_state("watcher"))]
+ClockDep = Annotated[Clock, Depends(_from_state("clock"))]
+MetricsDep = Annotated[Metrics, Depends(_from_state("metrics"))]
+ConfigDep = Annotated[ApiConfig, Depends(_from_state("config"))]
 
 AdminDep = Annotated[AdminService, Depends(_service(lambda s: s.admin))]
 AuditorDep = Annotated[Auditor, Depends(_service(lambda s: s.auditor))]
