@@ -602,13 +602,13 @@ class ChallengeService:
                 "POST /v1/users/{user_id}/factors/{factor_id}/activate."
             )
         ensure_open(challenge, now)
-        self._ensure_factor_open(challenge)
+        factor = self._open_factor(challenge)
         read = self.limits.on_verify(
             challenge.user_id, challenge.context.ip, now, read_failures=True
         )
         seen = self._budget.ensure_paced(challenge.user_id, challenge.factor, read)
         try:
-            self._check_code(challenge, normalized, now)
+            self._check_code(challenge, normalized, now, factor)
         except MfaError as exc:
             self._log_outcome(challenge, exc)
             if isinstance(exc, WrongCodeError | TooManyAttemptsError):
@@ -644,13 +644,19 @@ class ChallengeService:
         self._finished(used, ChallengeStatus.VERIFIED)
         return ChallengeView(used, ChallengeStatus.VERIFIED)
 
-    def _ensure_factor_open(self, challenge: Challenge) -> None:
-        """A TOTP or SMS challenge issued before its user's code factors locked stays shut."""
+    def _open_factor(self, challenge: Challenge) -> Factor | None:
+        """A TOTP or SMS challenge's factor, read with its user in one statement.
+
+        A challenge issued before its user's code factors locked stays shut (423). None: the
+        factor is gone (removed, or an administrator's reset), or the challenge has no code
+        factor; `_check_code` refuses the former after the attempt is counted.
+        """
         if challenge.factor not in LOCKABLE_FACTORS:
-            return
-        user = self._factors.get_user(challenge.user_id)
+            return None
+        user, factors = self._factors.get_user_with_factors(challenge.user_id)
         if user is not None:
             self._budget.ensure_open(user, challenge.factor)
+        return next((f for f in factors if f.factor_id == challenge.factor_id), None)
 
     def _open_factors(
         self, user: User, factors: list[Factor], requested: RequestedFactor
@@ -676,11 +682,14 @@ class ChallengeService:
             seen=seen,
         )
 
-    def _check_code(self, challenge: Challenge, code: str, now: float) -> None:
+    def _check_code(
+        self, challenge: Challenge, code: str, now: float, factor: Factor | None
+    ) -> None:
+        """`factor`: the TOTP or SMS challenge's factor as `_open_factor` read it."""
         if challenge.factor is FactorType.SMS:
             # A code already sent must die with its factor: after an administrator's reset or
             # a removal, the phone that received it is no longer trusted.
-            if self._factors.get_factor(challenge.user_id, challenge.factor_id or "") is None:
+            if factor is None:
                 raise FactorNotEnrolledError("The challenge's factor was removed.")
             self._verifier.check_sms(challenge, code, now=now)
             return
@@ -691,7 +700,6 @@ class ChallengeService:
             raise InvalidRequestError(
                 "This challenge is answered on the device, not with a code.", field="code"
             )
-        factor = self._factors.get_factor(challenge.user_id, challenge.factor_id or "")
         if factor is None:
             raise FactorNotEnrolledError("The challenge's factor was removed.")
         self._verifier.check_totp(challenge, factor, code, now=now)
