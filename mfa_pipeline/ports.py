@@ -152,6 +152,14 @@ class ChallengeStore(abc.ABC):
         """Count a wrong code checked outside the store (TOTP); lock at the limit."""
 
     @abc.abstractmethod
+    def claim_totp_step(self, factor_id: str, step: int, *, keep_seconds: float) -> bool:
+        """Raise the factor's last accepted TOTP step; False when `step` is not above it.
+
+        Atomic across processes: of two racing with one code, one claims it. The mark is kept
+        `keep_seconds`, past the time any code of that step is accepted.
+        """
+
+    @abc.abstractmethod
     def complete(self, challenge_id: str, status: ChallengeStatus, *, now: float) -> StoreResult:
         """Move a pending, unexpired challenge to a final status."""
 
@@ -311,10 +319,6 @@ class FactorRepository(abc.ABC):
 
     @abc.abstractmethod
     def delete_factor(self, user_id: str, factor_id: str) -> bool: ...
-
-    @abc.abstractmethod
-    def accept_totp_step(self, factor_id: str, step: int) -> bool:
-        """Atomically raise the last accepted step; False when `step` is not above it (replay)."""
 
     @abc.abstractmethod
     def ping(self) -> None:

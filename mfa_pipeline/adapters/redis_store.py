@@ -128,6 +128,9 @@ class RedisKeys:
     def rate(self, name: str) -> str:
         return f"{self.prefix}:rl:{name}"
 
+    def totp_step(self, factor_id: str) -> str:
+        return f"{self.prefix}:ts:{factor_id}"
+
     def idempotency_marker(self, challenge_id: str, digest: str) -> str:
         """Beside the challenge (same slot), so one script writes both."""
         return f"{self.tag(shard_of_challenge(challenge_id))}:idem:{digest}"
@@ -171,6 +174,7 @@ class RedisChallengeStore(ChallengeStore):
         self._redeliver = client.register_script(_script("redeliver"))
         self._provider_status = client.register_script(_script("record_provider_status"))
         self._answer = client.register_script(_script("answer_push"))
+        self._claim_step = client.register_script(_lua("claim_totp_step"))
 
     def _pair(self, challenge_id: str) -> list[str]:
         """The challenge and its shard's indexes (expiry, sends in progress): one slot."""
@@ -287,6 +291,11 @@ class RedisChallengeStore(ChallengeStore):
     def record_miss(self, challenge_id: str, *, now: float) -> StoreResult:
         channel = self.keys.channel(challenge_id)
         return self._run(self._verify, challenge_id, channel, now, self._retain_ms, 0)
+
+    @translate_redis_errors
+    def claim_totp_step(self, factor_id: str, step: int, *, keep_seconds: float) -> bool:
+        key = self.keys.totp_step(factor_id)
+        return bool(self._claim_step(keys=[key], args=[step, _ms(keep_seconds)]))
 
     @translate_redis_errors
     def answer_push(

@@ -49,7 +49,9 @@ class FactorRow(Base):
     phone_last2: Mapped[str | None] = mapped_column(String(2))
     # ISO 3166 alpha-2, or phonenumbers' "001" for non-geographic (satellite) numbers.
     phone_region: Mapped[str | None] = mapped_column(String(3))
-    # RFC 6238 §5.2: the last accepted time step; a code of this step or earlier is a replay.
+    # No longer written or read: the last accepted TOTP step lives in the challenge store
+    # (`claim_totp_step`). Kept so processes of the previous release, which still write it,
+    # keep working during a rolling upgrade; a later migration drops it.
     last_totp_step: Mapped[int | None] = mapped_column(BigInteger)
     pending_challenge_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[float] = mapped_column(Float)

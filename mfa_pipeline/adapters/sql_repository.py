@@ -200,7 +200,6 @@ def _factor(row: FactorRow | sa.Row[Any]) -> Factor:
         phone_ciphertext=row.phone_ciphertext,
         phone_last2=row.phone_last2,
         phone_region=row.phone_region,
-        last_totp_step=row.last_totp_step,
         pending_challenge_id=row.pending_challenge_id,
         label=row.label,
         platform=row.platform,
@@ -258,7 +257,7 @@ _USER_WITH_FACTORS = (
         _USERS.c.created_at.label("u_created_at"),
         _USERS.c.role.label("u_role"),
         _USERS.c.locked_until.label("u_locked_until"),
-        *_FACTORS.c,
+        *(column for column in _FACTORS.c if column.name != "last_totp_step"),
         *(_CREDENTIALS.c[name].label(f"w_{name}") for name in _CREDENTIAL_COLUMNS),
     )
     .select_from(
@@ -276,18 +275,6 @@ _USER = _USERS.select().where(_USERS.c.user_id == sa.bindparam("b_user_id"))
 _FACTOR_BY_ID = _FACTORS.select().where(
     _FACTORS.c.factor_id == sa.bindparam("b_factor_id"),
     _FACTORS.c.user_id == sa.bindparam("b_user_id"),
-)
-
-_ACCEPT_STEP = (
-    sa.update(_FACTORS)
-    .where(
-        _FACTORS.c.factor_id == sa.bindparam("b_factor_id"),
-        sa.or_(
-            _FACTORS.c.last_totp_step.is_(None),
-            _FACTORS.c.last_totp_step < sa.bindparam("b_step"),
-        ),
-    )
-    .values(last_totp_step=sa.bindparam("b_step"))
 )
 
 
@@ -378,7 +365,6 @@ class SqlFactorRepository(FactorRepository):
                     phone_ciphertext=factor.phone_ciphertext,
                     phone_last2=factor.phone_last2,
                     phone_region=factor.phone_region,
-                    last_totp_step=factor.last_totp_step,
                     pending_challenge_id=factor.pending_challenge_id,
                     created_at=factor.created_at,
                     activated_at=factor.activated_at,
@@ -503,15 +489,6 @@ class SqlFactorRepository(FactorRepository):
                 )
             )
             return int(getattr(result, "rowcount", 0)) == 1
-
-    @translate_db_errors
-    def accept_totp_step(self, factor_id: str, step: int) -> bool:
-        # One conditional UPDATE: of two processes racing with the same code, one matches.
-        # Core on a connection, as on every verification: no session, no ORM bookkeeping;
-        # committed by itself (autocommit), as the single statement it is.
-        with self._single.write() as connection:
-            result = connection.execute(_ACCEPT_STEP, {"b_factor_id": factor_id, "b_step": step})
-            return result.rowcount == 1
 
     @translate_db_errors
     def ping(self) -> None:

@@ -55,7 +55,6 @@ class Factor:
     phone_ciphertext: str | None = None
     phone_last2: str | None = None
     phone_region: str | None = None
-    last_totp_step: int | None = None
     pending_challenge_id: str | None = None
     label: str | None = None
     # Push devices: the platform, the FCM registration token (encrypted: it addresses the

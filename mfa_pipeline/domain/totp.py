@@ -19,6 +19,10 @@ ACCEPT_WINDOW = 1
 SKEW_DIAGNOSIS_WINDOW = 10
 # RFC 4226 §4 R6 asks for at least 128 bits; 160 matches the SHA1 block recommendation.
 SECRET_BYTES = 20
+# How long an accepted step is remembered to refuse its code again (RFC 6238 §5.2). A step's
+# code is accepted for (2 x ACCEPT_WINDOW + 1) steps, 90 s; the rest is room for the clocks of
+# several API hosts disagreeing. Past it, the step's code is refused as out of the window.
+STEP_CLAIM_SECONDS = 600
 
 
 class TotpOutcome(StrEnum):
@@ -50,27 +54,22 @@ def current_step(now: float) -> int:
     return int(now // PERIOD_SECONDS)
 
 
-def check_totp(secret: str, code: str, *, now: float, last_step: int | None) -> TotpMatch:
-    """Match `code` against the steps around `now`.
+def check_totp(secret: str, code: str, *, now: float) -> TotpMatch:
+    """Match `code` against the steps around `now`: accepted within ±1 step.
 
-    Accepted only within ±1 step and only for a step after `last_step` (RFC 6238 §5.2: a
-    code is single use). Every comparison is constant time.
+    Accepted is not yet used: the caller claims the step in the shared store, which refuses
+    a step not above the last one claimed for the factor (RFC 6238 §5.2: a code is single
+    use). Every comparison is constant time.
     """
     totp = pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD_SECONDS)
     step_now = current_step(now)
     accepted: int | None = None
-    replayed = False
     for offset in range(-ACCEPT_WINDOW, ACCEPT_WINDOW + 1):
         step = step_now + offset
         if strings_equal(totp.generate_otp(step), code):
-            if last_step is not None and step <= last_step:
-                replayed = True
-            else:
-                accepted = step
+            accepted = step
     if accepted is not None:
         return TotpMatch(TotpOutcome.ACCEPTED, step=accepted)
-    if replayed:
-        return TotpMatch(TotpOutcome.REPLAYED)
     for distance in range(ACCEPT_WINDOW + 1, SKEW_DIAGNOSIS_WINDOW + 1):
         for offset in (-distance, distance):
             if strings_equal(totp.generate_otp(step_now + offset), code):

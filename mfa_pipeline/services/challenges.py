@@ -214,7 +214,7 @@ class ChallengeService:
         self._rules = rules
         self._shards = shards
         self.limits = RateLimits(limiter, login_counters, rules, self._metrics)
-        self._verifier = CodeVerifier(store=store, factors=factors, secrets=secrets)
+        self._verifier = CodeVerifier(store=store, secrets=secrets)
 
     # --- issuing -----------------------------------------------------------------------------
 

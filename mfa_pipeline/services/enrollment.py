@@ -99,7 +99,7 @@ class EnrollmentService:
         self._clock = clock
         self._rules = rules
         self._store = store
-        self._verifier = CodeVerifier(store=store, factors=factors, secrets=secrets_box)
+        self._verifier = CodeVerifier(store=store, secrets=secrets_box)
 
     def put_user(
         self,

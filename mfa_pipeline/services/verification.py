@@ -16,12 +16,12 @@ from mfa_pipeline.domain.errors import (
     TooManyAttemptsError,
     WrongCodeError,
 )
-from mfa_pipeline.domain.totp import TotpOutcome, check_totp
+from mfa_pipeline.domain.totp import STEP_CLAIM_SECONDS, TotpOutcome, check_totp
 from mfa_pipeline.ports import StoreResult, Transition
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.factors import Factor
-    from mfa_pipeline.ports import ChallengeStore, FactorRepository, SecretBox
+    from mfa_pipeline.ports import ChallengeStore, SecretBox
 
 log = structlog.get_logger(__name__)
 
@@ -75,11 +75,8 @@ def ensure_open(challenge: Challenge, now: float) -> None:
 class CodeVerifier:
     """Checks SMS codes (hashes compared in the store) and TOTP codes (against the factor)."""
 
-    def __init__(
-        self, *, store: ChallengeStore, factors: FactorRepository, secrets: SecretBox
-    ) -> None:
+    def __init__(self, *, store: ChallengeStore, secrets: SecretBox) -> None:
         self._store = store
-        self._factors = factors
         self._secrets = secrets
 
     def check_sms(self, challenge: Challenge, code: str, *, now: float) -> StoreResult:
@@ -96,10 +93,12 @@ class CodeVerifier:
     ) -> int:
         """Accept `code` once; return the accepted step. Misses count on `challenge` when given."""
         secret = self._secrets.decrypt(factor.secret_ciphertext or "", context=totp_context(factor))
-        match = check_totp(secret, code, now=now, last_step=factor.last_totp_step)
+        match = check_totp(secret, code, now=now)
         if match.outcome is TotpOutcome.ACCEPTED and match.step is not None:
-            # The durable compare-and-set is what makes a code single use across processes.
-            if self._factors.accept_totp_step(factor.factor_id, match.step):
+            # The store's compare-and-set is what makes a code single use across processes.
+            if self._store.claim_totp_step(
+                factor.factor_id, match.step, keep_seconds=STEP_CLAIM_SECONDS
+            ):
                 return match.step
             match_outcome = TotpOutcome.REPLAYED
         else:

@@ -132,16 +132,6 @@ class InMemoryFactorRepository(FactorRepository):
             del self._factors[factor_id]
             return True
 
-    def accept_totp_step(self, factor_id: str, step: int) -> bool:
-        with self._lock:
-            factor = self._factors.get(factor_id)
-            if factor is None or (
-                factor.last_totp_step is not None and factor.last_totp_step >= step
-            ):
-                return False
-            self._factors[factor_id] = replace(factor, last_totp_step=step)
-            return True
-
     def ping(self) -> None:
         return None
 

@@ -138,6 +138,8 @@ class InMemoryChallengeStore(ChallengeStore):
         self._retention = float(retention_seconds)
         self._lock = threading.Lock()
         self._records: dict[str, _Record] = {}
+        # factor id -> last accepted TOTP step.
+        self._totp_steps: dict[str, int] = {}
         self._due: dict[int, _DueIndex] = {}
         self._now = -math.inf
         # When `stale_deliveries` last returned each challenge (Redis keeps it as the score).
@@ -206,6 +208,15 @@ class InMemoryChallengeStore(ChallengeStore):
 
     def record_miss(self, challenge_id: str, *, now: float) -> StoreResult:
         return self._check(challenge_id, (), now=now, compare=False)
+
+    def claim_totp_step(self, factor_id: str, step: int, *, keep_seconds: float) -> bool:  # noqa: ARG002
+        # Kept for the twin's life, not `keep_seconds`: a test run is shorter than the TTL.
+        with self._lock:
+            last = self._totp_steps.get(factor_id)
+            if last is not None and step <= last:
+                return False
+            self._totp_steps[factor_id] = step
+            return True
 
     def _check(
         self, challenge_id: str, candidates: Sequence[str], *, now: float, compare: bool

@@ -113,6 +113,43 @@ def test_a_totp_code_cannot_be_replayed_on_another_challenge(
     assert again.json()["error"]["reason"] == "replayed"
 
 
+def test_the_code_that_activated_the_factor_cannot_log_in(
+    api: httpx.Client, clock: FrozenClock
+) -> None:
+    """A code shoulder-surfed during enrollment is spent there, in the same step."""
+    user_id = create_user(api)
+    created = api.post(f"/v1/users/{user_id}/factors/totp").json()
+    totp = pyotp.TOTP(created["secret"])
+    code = totp.at(clock.now())
+    activated = api.post(
+        f"/v1/users/{user_id}/factors/{created['factor_id']}/activate", json={"code": code}
+    )
+    assert activated.status_code == 200, activated.text
+    login = api.post("/v1/challenges", json={"user_id": user_id, "factor": "totp", "code": code})
+    assert login.status_code == 400
+    assert login.json()["error"]["reason"] == "replayed"
+    assert "challenge_id" in login.json()["error"]  # the miss is kept, and counts
+
+
+def test_an_older_steps_code_after_a_newer_one_is_refused(
+    api: httpx.Client, clock: FrozenClock
+) -> None:
+    """Both codes are inside the ±1 step window, but only a step above the last one counts."""
+    user_id = create_user(api)
+    totp = enroll_totp(api, clock, user_id)
+    clock.advance(60)  # the step before this one was never used: only the order refuses it
+    now = clock.now()
+    newer = api.post(
+        "/v1/challenges", json={"user_id": user_id, "factor": "totp", "code": totp.at(now)}
+    )
+    assert newer.json()["status"] == "verified"
+    older = api.post(
+        "/v1/challenges", json={"user_id": user_id, "factor": "totp", "code": totp.at(now - 30)}
+    )
+    assert older.status_code == 400
+    assert older.json()["error"]["reason"] == "replayed"
+
+
 def test_a_code_from_a_far_step_is_refused_with_a_clock_skew_hint(
     api: httpx.Client, clock: FrozenClock
 ) -> None:

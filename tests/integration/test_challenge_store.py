@@ -232,6 +232,17 @@ def test_a_created_challenge_reads_back_with_every_field(backend: Backend) -> No
     assert backend.store.get(challenge.challenge_id) == challenge
 
 
+def test_a_totp_step_is_claimed_only_above_the_last_one(backend: Backend) -> None:
+    store = backend.store
+    assert store.claim_totp_step("f_1", 100, keep_seconds=TTL) is True
+    assert store.claim_totp_step("f_1", 100, keep_seconds=TTL) is False  # the same code again
+    assert store.claim_totp_step("f_1", 99, keep_seconds=TTL) is False  # an older one after it
+    assert store.claim_totp_step("f_1", 101, keep_seconds=TTL) is True
+    assert store.claim_totp_step("f_1", 101, keep_seconds=TTL) is False
+    # Another factor (another user, or the same user's second app) has steps of its own.
+    assert store.claim_totp_step("f_2", 100, keep_seconds=TTL) is True
+
+
 def test_a_challenge_created_already_verified_reads_back_verified(backend: Backend) -> None:
     challenge = backend.issued(
         factor=FactorType.TOTP, status=ChallengeStatus.VERIFIED, completed_at=T0
@@ -992,6 +1003,27 @@ def test_concurrent_wrong_codes_never_exceed_the_attempt_limit(
     stored = store.get(cid)
     assert stored is not None
     assert (stored.status, stored.attempts) == (ChallengeStatus.LOCKED, MAX_ATTEMPTS)
+
+
+def test_racing_claims_of_one_totp_step_let_exactly_one_through(
+    make_redis_store: Callable[[], RedisChallengeStore],
+) -> None:
+    """Eight processes' worth of clients, each its own connection, one code at one instant."""
+    stores = [make_redis_store() for _ in range(8)]
+    claims = run_together(
+        [lambda s=s: s.claim_totp_step("f_race", 500, keep_seconds=TTL) for s in stores]
+    )
+    assert sorted(claims) == [False] * 7 + [True]
+
+
+def test_a_claimed_step_is_kept_for_its_time_then_forgotten(
+    make_redis_store: Callable[[], RedisChallengeStore], redis_client: redis.Redis
+) -> None:
+    store = make_redis_store()
+    store.claim_totp_step("f_kept", 7, keep_seconds=600)
+    key = store.keys.totp_step("f_kept")
+    assert 599_000 < redis_client.pttl(key) <= 600_000
+    assert redis_client.get(key) in ("7", b"7")
 
 
 def test_concurrent_wrong_codes_lock_the_challenge_exactly_once(

@@ -177,27 +177,6 @@ def test_activation_happens_once(repo: FactorRepository) -> None:
     )
 
 
-def test_a_totp_step_is_accepted_only_above_the_last_one(repo: FactorRepository) -> None:
-    repo.upsert_user("alice", firm_id=None, now=1.0)
-    factor = a_factor("alice")
-    repo.add_factor(factor)
-    assert repo.accept_totp_step(factor.factor_id, 100) is True
-    assert repo.accept_totp_step(factor.factor_id, 100) is False
-    assert repo.accept_totp_step(factor.factor_id, 99) is False
-    assert repo.accept_totp_step(factor.factor_id, 101) is True
-    stored = repo.get_factor("alice", factor.factor_id)
-    assert stored is not None
-    assert stored.last_totp_step == 101
-
-
-def test_racing_acceptances_of_one_step_let_exactly_one_through(repo: FactorRepository) -> None:
-    repo.upsert_user("alice", firm_id=None, now=1.0)
-    factor = a_factor("alice")
-    repo.add_factor(factor)
-    results = race(lambda: repo.accept_totp_step(factor.factor_id, 500))
-    assert sorted(results) == [False] * (RACERS - 1) + [True]
-
-
 def test_racing_activations_activate_exactly_once(repo: FactorRepository) -> None:
     repo.upsert_user("alice", firm_id=None, now=1.0)
     factor = a_factor("alice")

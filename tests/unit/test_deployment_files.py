@@ -92,6 +92,16 @@ def test_compose_defines_every_required_service() -> None:
     assert set(services()) >= REQUIRED_SERVICES
 
 
+def test_compose_redis_keeps_its_security_state_across_a_restart() -> None:
+    """Failure counts and each factor's last accepted TOTP step live there, not only challenges."""
+    redis = services()["redis"]
+    command = command_of(redis)
+    assert command[command.index("--appendonly") + 1] == "yes"
+    volumes = redis.get("volumes")
+    assert isinstance(volumes, list)
+    assert any(str(v).endswith(":/data") for v in volumes)
+
+
 def test_worker_services_consume_only_known_queues() -> None:
     workers = {name: s for name, s in services().items() if command_of(s)[:1] == ["worker"]}
     assert set(workers) >= {"worker-sms", "worker-push", "worker-sweeps"}
