@@ -4,6 +4,8 @@ wrk (a C load generator) drives, in one run and on the same machine:
 
 1. the bare endpoint of `bench/bare.py` (FastAPI, a small pydantic body, no work), served by
    uvicorn with the API's worker count;
+   then the same endpoint with a login's round trips and nothing else (`--round-trips`: three
+   Redis calls and the SQL read, through the service's clients): the floor under the service;
 2. `POST /v1/challenges {"factor": "totp", "code": ...}` through `mfa-pipeline api`, with
    SQLite and then with PostgreSQL (a fresh database on 127.0.0.1:5432) as enrollment store;
 3. the same with OpenTelemetry tracing on, exporting to an OTLP/HTTP sink in this process.
@@ -259,11 +261,12 @@ def tracing_env(sink: OtlpSink) -> dict[str, str]:
     }
 
 
-def start_bare(stack: Stack, workers: int) -> tuple[Child, str]:
+def start_bare(stack: Stack, workers: int, *, round_trips: bool = False) -> tuple[Child, str]:
     port = free_port()
+    argv = [sys.executable, "-m", "bench.bare", "--port", str(port), "--workers", str(workers)]
     child = stack.spawn(
-        f"bare-w{workers}",
-        [sys.executable, "-m", "bench.bare", "--port", str(port), "--workers", str(workers)],
+        f"bare-w{workers}{'-round-trips' if round_trips else ''}",
+        argv + (["--round-trips"] if round_trips else []),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_SECONDS
@@ -425,6 +428,13 @@ def run_store(wrk: str, store: str, args: argparse.Namespace) -> dict[str, Any]:
         )
         stack.stop(bare)
 
+        floor, floor_url = start_bare(stack, args.workers, round_trips=True)
+        log(f"{store}: bare endpoint with a login's round trips")
+        figures["round_trips"] = measure(
+            wrk, floor, floor_url, users=users, args=args, name=f"{store}-floor", workdir=workdir
+        )
+        stack.stop(floor)
+
         if args.compare:
             # The other checkout's API right before this one's, against the same bare figure.
             api, url = start_api(stack, args.workers, SERVICE_ENV, args.compare)
@@ -479,7 +489,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
     rows = [header]
     for store, figures in results.items():
         bare_rate = figures["bare"]["per_s"]
-        for server in ("bare", "compare", "service", "tracing"):
+        for server in ("bare", "round_trips", "compare", "service", "tracing"):
             if server not in figures:
                 continue
             f = figures[server]
@@ -492,6 +502,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
                     store,
                     {
                         "bare": "bare endpoint",
+                        "round_trips": "bare + round trips",
                         "compare": "TOTP verify, other code",
                         "service": "TOTP verify",
                         "tracing": "TOTP verify, tracing",
