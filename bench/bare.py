@@ -5,7 +5,7 @@
 `service rate / bare rate` in one run says what the service's own work costs, whatever the
 machine's speed that day.
 
-`--round-trips` adds to it the round trips a one-shot TOTP login makes and nothing else: three
+`--round-trips` adds to it the round trips a one-shot TOTP login makes and nothing else: two
 Redis calls (PING, the cheapest there is) and the login's one SQL read of the user, through the
 service's own clients (redis-py with hiredis; SQLAlchemy Core on the engine and connections
 the repository uses), on `MFA_REDIS_URL` and `MFA_DATABASE_URL`. No check, log, metric or
@@ -27,9 +27,10 @@ from pydantic import BaseModel, Field
 from mfa_pipeline.adapters.sql_models import UserRow
 from mfa_pipeline.adapters.sql_repository import SingleStatements, create_engine_for
 
-# What a one-shot TOTP login sends: the rate-limit windows with the failure count, the claim
-# of the code's time step, the challenge record (Redis); the user with their factors (SQL).
-REDIS_CALLS = 3
+# What a one-shot TOTP login sends: the rate-limit windows with the failure count, the
+# verified challenge with the claim of the code's time step (Redis); the user with their
+# factors (SQL).
+REDIS_CALLS = 2
 
 
 class Context(BaseModel):

@@ -4,7 +4,7 @@ wrk (a C load generator) drives, in one run and on the same machine:
 
 1. the bare endpoint of `bench/bare.py` (FastAPI, a small pydantic body, no work), served by
    uvicorn with the API's worker count;
-   then the same endpoint with a login's round trips and nothing else (`--round-trips`: three
+   then the same endpoint with a login's round trips and nothing else (`--round-trips`: two
    Redis calls and the SQL read, through the service's clients): the floor under the service;
 2. `POST /v1/challenges {"factor": "totp", "code": ...}` through `mfa-pipeline api`, with
    SQLite and then with PostgreSQL (a fresh database on 127.0.0.1:5432) as enrollment store;

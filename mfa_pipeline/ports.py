@@ -123,6 +123,15 @@ class IdempotencyStore(abc.ABC):
         """The id of the challenge created under `digest` for `user_id`, if any."""
 
 
+@dataclass(frozen=True, slots=True)
+class StepClaim:
+    """A TOTP code's time step, to be accepted once for its factor (RFC 6238 §5.2)."""
+
+    factor_id: str
+    step: int
+    keep_seconds: float
+
+
 class ChallengeStore(abc.ABC):
     """Challenges in a shared store. Every state change is atomic across processes.
 
@@ -131,11 +140,20 @@ class ChallengeStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    def create(self, challenge: Challenge, *, idempotency: IdempotencyMark | None = None) -> None:
+    def create(
+        self,
+        challenge: Challenge,
+        *,
+        idempotency: IdempotencyMark | None = None,
+        step_claim: StepClaim | None = None,
+    ) -> bool:
         """Store a new challenge (pending, or already final for one-round-trip checks).
 
         With `idempotency`, the key is stored with it in the same atomic step: a request whose
-        answer was lost after this call can still find what it created.
+        answer was lost after this call can still find what it created. With `step_claim`
+        (a one-shot TOTP login), the code's time step is claimed in that step too, as
+        `claim_totp_step` does: when the claim is refused nothing is stored and the answer is
+        False (the code was used already). Otherwise True.
         """
 
     @abc.abstractmethod
@@ -152,11 +170,11 @@ class ChallengeStore(abc.ABC):
         """Count a wrong code checked outside the store (TOTP); lock at the limit."""
 
     @abc.abstractmethod
-    def claim_totp_step(self, factor_id: str, step: int, *, keep_seconds: float) -> bool:
-        """Raise the factor's last accepted TOTP step; False when `step` is not above it.
+    def claim_totp_step(self, user_id: str, claim: StepClaim) -> bool:
+        """Raise the factor's last accepted TOTP step; False when the step is not above it.
 
         Atomic across processes: of two racing with one code, one claims it. The mark is kept
-        `keep_seconds`, past the time any code of that step is accepted.
+        `claim.keep_seconds`, past the time any code of that step is accepted.
         """
 
     @abc.abstractmethod

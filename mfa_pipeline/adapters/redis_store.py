@@ -32,6 +32,7 @@ from mfa_pipeline.ports import (
     IdempotencyMark,
     RateLimiter,
     StaleDelivery,
+    StepClaim,
     StoreResult,
     Transition,
 )
@@ -128,8 +129,9 @@ class RedisKeys:
     def rate(self, name: str) -> str:
         return f"{self.prefix}:rl:{name}"
 
-    def totp_step(self, factor_id: str) -> str:
-        return f"{self.prefix}:ts:{factor_id}"
+    def totp_step(self, user_id: str, factor_id: str) -> str:
+        """In the slot of the user's challenges: a one-shot login claims it as it creates one."""
+        return f"{self.tag(shard_of(user_id, self.shards))}:ts:{factor_id}"
 
     def idempotency_marker(self, challenge_id: str, digest: str) -> str:
         """Beside the challenge (same slot), so one script writes both."""
@@ -174,7 +176,7 @@ class RedisChallengeStore(ChallengeStore):
         self._redeliver = client.register_script(_script("redeliver"))
         self._provider_status = client.register_script(_script("record_provider_status"))
         self._answer = client.register_script(_script("answer_push"))
-        self._claim_step = client.register_script(_lua("claim_totp_step"))
+        self._claim_step = client.register_script(_script("claim_totp_step"))
 
     def _pair(self, challenge_id: str) -> list[str]:
         """The challenge and its shard's indexes (expiry, sends in progress): one slot."""
@@ -189,7 +191,13 @@ class RedisChallengeStore(ChallengeStore):
         self._redis.ping()
 
     @translate_redis_errors
-    def create(self, challenge: Challenge, *, idempotency: IdempotencyMark | None = None) -> None:
+    def create(
+        self,
+        challenge: Challenge,
+        *,
+        idempotency: IdempotencyMark | None = None,
+        step_claim: StepClaim | None = None,
+    ) -> bool:
         c = challenge
         fields: dict[str, str | int | float] = {
             "uid": c.user_id,
@@ -232,7 +240,13 @@ class RedisChallengeStore(ChallengeStore):
         if idempotency is not None:
             keys.append(self.keys.idempotency_marker(c.challenge_id, idempotency.digest))
             marker_ttl_ms = _ms(idempotency.ttl_seconds)
-        self._create(keys=keys, args=[c.challenge_id, c.expires_at, ttl_ms, marker_ttl_ms, *flat])
+        step: int | str = ""
+        keep_ms = 0
+        if step_claim is not None:
+            keys.append(self.keys.totp_step(c.user_id, step_claim.factor_id))
+            step, keep_ms = step_claim.step, _ms(step_claim.keep_seconds)
+        args = [c.challenge_id, c.expires_at, ttl_ms, marker_ttl_ms, step, keep_ms, *flat]
+        return int(self._create(keys=keys, args=args)) != -1
 
     @translate_redis_errors
     def get(self, challenge_id: str) -> Challenge | None:
@@ -293,9 +307,9 @@ class RedisChallengeStore(ChallengeStore):
         return self._run(self._verify, challenge_id, channel, now, self._retain_ms, 0)
 
     @translate_redis_errors
-    def claim_totp_step(self, factor_id: str, step: int, *, keep_seconds: float) -> bool:
-        key = self.keys.totp_step(factor_id)
-        return bool(self._claim_step(keys=[key], args=[step, _ms(keep_seconds)]))
+    def claim_totp_step(self, user_id: str, claim: StepClaim) -> bool:
+        key = self.keys.totp_step(user_id, claim.factor_id)
+        return bool(self._claim_step(keys=[key], args=[claim.step, _ms(claim.keep_seconds)]))
 
     @translate_redis_errors
     def answer_push(

@@ -44,6 +44,7 @@ from mfa_pipeline.domain.events import (
 from mfa_pipeline.domain.factors import AUTO_PREFERENCE, Factor, FactorStatus, User
 from mfa_pipeline.domain.failure_budget import LOCKABLE_FACTORS
 from mfa_pipeline.domain.push import new_number_match
+from mfa_pipeline.domain.totp import TotpOutcome
 from mfa_pipeline.ports import Transition
 from mfa_pipeline.services import audit
 from mfa_pipeline.services.verification import CodeVerifier, ensure_open, raise_for_blocked
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         PushGuard,
         RateLimiter,
         SecretBox,
+        StepClaim,
     )
     from mfa_pipeline.services.audit import Auditor
     from mfa_pipeline.services.backup_codes import BackupCodeService
@@ -269,8 +271,8 @@ class ChallengeService:
             self.sms_gate.admit_factor(sms_factor, application=context.application)
         if normalized is not None:
             seen = self._budget.ensure_paced(user_id, chosen.type, seen)
-            check = functools.partial(self._verifier.check_totp, None, chosen, normalized, now=now)
-            return self._issue_checked(challenge, check, now, seen)
+            claim = functools.partial(self._verifier.totp_claim, None, chosen, normalized, now=now)
+            return self._issue_checked(challenge, claim, now, seen)
         try:
             self._store.create(challenge, idempotency=idempotency)
         except Exception:
@@ -366,15 +368,16 @@ class ChallengeService:
         )
         if normalized is not None:
             seen = self._budget.ensure_paced(user_id, FactorType.BACKUP_CODE, seen)
-            backup = self._backup_codes
-            check = functools.partial(
-                backup.redeem,
-                user_id=user_id,
-                code=normalized,
-                challenge_id=challenge.challenge_id,
-                context=context,
-            )
-            return self._issue_checked(challenge, check, now, seen)
+
+            def redeem() -> None:
+                self._backup_codes.redeem(
+                    user_id=user_id,
+                    code=normalized,
+                    challenge_id=challenge.challenge_id,
+                    context=context,
+                )
+
+            return self._issue_checked(challenge, redeem, now, seen)
         self._store.create(challenge)
         self._after_create(challenge)
         return ChallengeView(challenge, challenge.status)
@@ -480,11 +483,24 @@ class ChallengeService:
             )
 
     def _issue_checked(
-        self, challenge: Challenge, check: Callable[[], object], now: float, seen: FailureCount
+        self,
+        challenge: Challenge,
+        check: Callable[[], StepClaim | None],
+        now: float,
+        seen: FailureCount,
     ) -> ChallengeView:
-        """Create `challenge` already answered by `check` (a TOTP or backup code sent along)."""
+        """Create `challenge` already answered by `check` (a TOTP or backup code sent along).
+
+        A TOTP code's step comes back from `check` unclaimed: it is claimed as the verified
+        challenge is stored, in one round trip, and a step claimed first elsewhere is a replay.
+        """
+        done = replace(challenge, status=ChallengeStatus.VERIFIED, completed_at=now)
         try:
-            check()
+            claim = check()
+            if not self._store.create(done, step_claim=claim):
+                self._verifier.refuse_totp(
+                    None, done.factor_id or "", done.user_id, TotpOutcome.REPLAYED, now=now
+                )
         except WrongCodeError as exc:
             try:
                 self._keep_missed(challenge, exc, now)
@@ -493,11 +509,11 @@ class ChallengeService:
                 self._budget.record_failure(
                     user_id=challenge.user_id, factor=challenge.factor, context=challenge.context
                 )
-        self._succeeded(challenge, seen)
-        done = replace(challenge, status=ChallengeStatus.VERIFIED, completed_at=now)
-        self._store.create(done)
         self._after_create(done)
         self._finished(done, ChallengeStatus.VERIFIED)
+        # Only once the code is known to be unused: a replayed code must not start the
+        # failure count again. Should this fail (503), the login stands verified and audited.
+        self._succeeded(challenge, seen)
         return ChallengeView(done, done.status)
 
     def _keep_missed(self, challenge: Challenge, exc: WrongCodeError, now: float) -> NoReturn:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 
@@ -17,7 +17,7 @@ from mfa_pipeline.domain.errors import (
     WrongCodeError,
 )
 from mfa_pipeline.domain.totp import STEP_CLAIM_SECONDS, TotpOutcome, check_totp
-from mfa_pipeline.ports import StoreResult, Transition
+from mfa_pipeline.ports import StepClaim, StoreResult, Transition
 
 if TYPE_CHECKING:
     from mfa_pipeline.domain.factors import Factor
@@ -92,36 +92,52 @@ class CodeVerifier:
         self, challenge: Challenge | None, factor: Factor, code: str, *, now: float
     ) -> int:
         """Accept `code` once; return the accepted step. Misses count on `challenge` when given."""
+        claim = self.totp_claim(challenge, factor, code, now=now)
+        # The store's compare-and-set is what makes a code single use across processes.
+        if not self._store.claim_totp_step(factor.user_id, claim):
+            self.refuse_totp(
+                challenge, factor.factor_id, factor.user_id, TotpOutcome.REPLAYED, now=now
+            )
+        return claim.step
+
+    def totp_claim(
+        self, challenge: Challenge | None, factor: Factor, code: str, *, now: float
+    ) -> StepClaim:
+        """The step `code` matches, to claim; a code that matches none is refused here.
+
+        A one-shot login claims the step as it stores its challenge (one round trip); the
+        caller then refuses a claim the store turns down with `refuse_totp(..., REPLAYED)`.
+        """
         secret = self._secrets.decrypt(factor.secret_ciphertext or "", context=totp_context(factor))
         match = check_totp(secret, code, now=now)
-        if match.outcome is TotpOutcome.ACCEPTED and match.step is not None:
-            # The store's compare-and-set is what makes a code single use across processes.
-            if self._store.claim_totp_step(
-                factor.factor_id, match.step, keep_seconds=STEP_CLAIM_SECONDS
-            ):
-                return match.step
-            match_outcome = TotpOutcome.REPLAYED
-        else:
-            match_outcome = match.outcome
+        if match.outcome is not TotpOutcome.ACCEPTED or match.step is None:
+            self.refuse_totp(challenge, factor.factor_id, factor.user_id, match.outcome, now=now)
+        return StepClaim(factor.factor_id, match.step, STEP_CLAIM_SECONDS)
+
+    def refuse_totp(
+        self,
+        challenge: Challenge | None,
+        factor_id: str,
+        user_id: str,
+        outcome: TotpOutcome,
+        *,
+        now: float,
+    ) -> NoReturn:
+        """Count the miss on `challenge` when given, log it, and raise the user's answer."""
         remaining = challenge.attempts_remaining - 1 if challenge else 0
         if challenge is not None:
             result = self._store.record_miss(challenge.challenge_id, now=now)
             raise_for_blocked_miss(result)
             remaining = result.attempts_remaining
-        log.info(
-            "totp_rejected",
-            factor_id=factor.factor_id,
-            user_id=factor.user_id,
-            outcome=match_outcome.value,
-        )
-        if match_outcome is TotpOutcome.CLOCK_SKEW:
+        log.info("totp_rejected", factor_id=factor_id, user_id=user_id, outcome=outcome.value)
+        if outcome is TotpOutcome.CLOCK_SKEW:
             raise WrongCodeError(
                 "That code belongs to another time: the device's clock seems off. "
                 "Set it to update automatically, then try a new code.",
                 attempts_remaining=remaining,
                 reason="clock_skew",
             )
-        if match_outcome is TotpOutcome.REPLAYED:
+        if outcome is TotpOutcome.REPLAYED:
             raise WrongCodeError(
                 "That code was already used; wait for the next one.",
                 attempts_remaining=remaining,

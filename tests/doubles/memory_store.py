@@ -36,6 +36,7 @@ from mfa_pipeline.ports import (
     IdempotencyMark,
     RateLimiter,
     StaleDelivery,
+    StepClaim,
     StoreResult,
     Transition,
 )
@@ -179,12 +180,20 @@ class InMemoryChallengeStore(ChallengeStore):
 
     # --- the port ----------------------------------------------------------------------------
 
-    def create(self, challenge: Challenge, *, idempotency: IdempotencyMark | None = None) -> None:
+    def create(
+        self,
+        challenge: Challenge,
+        *,
+        idempotency: IdempotencyMark | None = None,
+        step_claim: StepClaim | None = None,
+    ) -> bool:
         c = challenge
         with self._lock:
             self._advance(c.created_at)
             if self._live(c.challenge_id) is not None:
-                return
+                return True
+            if step_claim is not None and not self._claim(step_claim):
+                return False
             if idempotency is not None:
                 self.idempotency_markers[(c.user_id, idempotency.digest)] = c.challenge_id
             life = max(0.0, c.expires_at - c.created_at) if not c.status.is_final else 0.0
@@ -193,6 +202,7 @@ class InMemoryChallengeStore(ChallengeStore):
             )
             if c.status is ChallengeStatus.PENDING:
                 self._index(c.challenge_id).add(c.challenge_id, c.expires_at)
+            return True
 
     def get(self, challenge_id: str) -> Challenge | None:
         if not is_well_formed_challenge_id(challenge_id):
@@ -209,14 +219,17 @@ class InMemoryChallengeStore(ChallengeStore):
     def record_miss(self, challenge_id: str, *, now: float) -> StoreResult:
         return self._check(challenge_id, (), now=now, compare=False)
 
-    def claim_totp_step(self, factor_id: str, step: int, *, keep_seconds: float) -> bool:  # noqa: ARG002
-        # Kept for the twin's life, not `keep_seconds`: a test run is shorter than the TTL.
+    def claim_totp_step(self, user_id: str, claim: StepClaim) -> bool:  # noqa: ARG002
         with self._lock:
-            last = self._totp_steps.get(factor_id)
-            if last is not None and step <= last:
-                return False
-            self._totp_steps[factor_id] = step
-            return True
+            return self._claim(claim)
+
+    def _claim(self, claim: StepClaim) -> bool:
+        # Kept for the twin's life, not `keep_seconds`: a test run is shorter than the TTL.
+        last = self._totp_steps.get(claim.factor_id)
+        if last is not None and claim.step <= last:
+            return False
+        self._totp_steps[claim.factor_id] = claim.step
+        return True
 
     def _check(
         self, challenge_id: str, candidates: Sequence[str], *, now: float, compare: bool

@@ -40,7 +40,7 @@ from mfa_pipeline.domain.challenges import (
 )
 from mfa_pipeline.domain.codes import code_digest
 from mfa_pipeline.domain.limits import RateLimit
-from mfa_pipeline.ports import ExpiredChallenge, StoreResult, Transition
+from mfa_pipeline.ports import ExpiredChallenge, StepClaim, StoreResult, Transition
 from tests.doubles.memory_store import InMemoryChallengeStore, InMemoryRateLimiter
 
 if TYPE_CHECKING:
@@ -232,15 +232,49 @@ def test_a_created_challenge_reads_back_with_every_field(backend: Backend) -> No
     assert backend.store.get(challenge.challenge_id) == challenge
 
 
+def step(factor_id: str, at: int) -> StepClaim:
+    return StepClaim(factor_id, at, TTL)
+
+
+def verified_challenge(user_id: str) -> Challenge:
+    """A one-shot TOTP login, stored verified at once."""
+    return make_challenge(
+        user_id=user_id,
+        factor=FactorType.TOTP,
+        status=ChallengeStatus.VERIFIED,
+        completed_at=T0,
+        delivery=Delivery(DeliveryStatus.NOT_APPLICABLE),
+    )
+
+
 def test_a_totp_step_is_claimed_only_above_the_last_one(backend: Backend) -> None:
     store = backend.store
-    assert store.claim_totp_step("f_1", 100, keep_seconds=TTL) is True
-    assert store.claim_totp_step("f_1", 100, keep_seconds=TTL) is False  # the same code again
-    assert store.claim_totp_step("f_1", 99, keep_seconds=TTL) is False  # an older one after it
-    assert store.claim_totp_step("f_1", 101, keep_seconds=TTL) is True
-    assert store.claim_totp_step("f_1", 101, keep_seconds=TTL) is False
+    assert store.claim_totp_step("alice", step("f_1", 100)) is True
+    assert store.claim_totp_step("alice", step("f_1", 100)) is False  # the same code again
+    assert store.claim_totp_step("alice", step("f_1", 99)) is False  # an older one after it
+    assert store.claim_totp_step("alice", step("f_1", 101)) is True
+    assert store.claim_totp_step("alice", step("f_1", 101)) is False
     # Another factor (another user, or the same user's second app) has steps of its own.
-    assert store.claim_totp_step("f_2", 100, keep_seconds=TTL) is True
+    assert store.claim_totp_step("alice", step("f_2", 100)) is True
+
+
+def test_a_one_shot_login_claims_its_step_as_it_stores_the_challenge(backend: Backend) -> None:
+    store = backend.store
+    first = verified_challenge(user_id="alice")
+    assert store.create(first, step_claim=step("f_1", 100)) is True
+    assert store.get(first.challenge_id) == first
+    # The same code on a new challenge: refused, and that challenge is not stored.
+    again = verified_challenge(user_id="alice")
+    assert store.create(again, step_claim=step("f_1", 100)) is False
+    assert store.get(again.challenge_id) is None
+    # Creation and the two-step path share one mark per factor.
+    assert store.claim_totp_step("alice", step("f_1", 100)) is False
+    assert store.claim_totp_step("alice", step("f_1", 101)) is True
+    later = verified_challenge(user_id="alice")
+    assert store.create(later, step_claim=step("f_1", 101)) is False
+    assert store.create(later, step_claim=step("f_1", 102)) is True
+    # Without a claim, creation is as before.
+    assert store.create(verified_challenge(user_id="alice")) is True
 
 
 def test_a_challenge_created_already_verified_reads_back_verified(backend: Backend) -> None:
@@ -1010,18 +1044,31 @@ def test_racing_claims_of_one_totp_step_let_exactly_one_through(
 ) -> None:
     """Eight processes' worth of clients, each its own connection, one code at one instant."""
     stores = [make_redis_store() for _ in range(8)]
-    claims = run_together(
-        [lambda s=s: s.claim_totp_step("f_race", 500, keep_seconds=TTL) for s in stores]
-    )
+    claims = run_together([lambda s=s: s.claim_totp_step("u", step("f_race", 500)) for s in stores])
     assert sorted(claims) == [False] * 7 + [True]
+
+
+def test_racing_one_shot_logins_with_one_code_store_exactly_one_challenge(
+    make_redis_store: Callable[[], RedisChallengeStore],
+) -> None:
+    stores = [make_redis_store() for _ in range(8)]
+    logins = [verified_challenge(user_id="u") for _ in stores]
+    created = run_together(
+        [
+            lambda s=s, c=c: s.create(c, step_claim=step("f_race", 600))
+            for s, c in zip(stores, logins, strict=True)
+        ]
+    )
+    assert sorted(created) == [False] * 7 + [True]
+    assert sum(stores[0].get(c.challenge_id) is not None for c in logins) == 1
 
 
 def test_a_claimed_step_is_kept_for_its_time_then_forgotten(
     make_redis_store: Callable[[], RedisChallengeStore], redis_client: redis.Redis
 ) -> None:
     store = make_redis_store()
-    store.claim_totp_step("f_kept", 7, keep_seconds=600)
-    key = store.keys.totp_step("f_kept")
+    store.claim_totp_step("u", StepClaim("f_kept", 7, 600))
+    key = store.keys.totp_step("u", "f_kept")
     assert 599_000 < redis_client.pttl(key) <= 600_000
     assert redis_client.get(key) in ("7", b"7")
 

@@ -261,6 +261,30 @@ def test_a_totp_code_accepted_on_one_challenge_is_refused_as_replayed_on_the_nex
     assert caught.value.details["reason"] == "replayed"
 
 
+def test_a_replayed_one_shot_code_counts_as_a_failure_and_does_not_reset_the_count(
+    kit: ServiceKit,
+) -> None:
+    """The step is claimed as the verified challenge is stored; the count is reset only after."""
+    user_id, totp = totp_user(kit)
+    code = totp.code(at=kit.clock.now())
+    assert issue(kit, user_id, RequestedFactor.TOTP, code=code).status is ChallengeStatus.VERIFIED
+    for _ in range(3):
+        with pytest.raises(WrongCodeError):
+            issue(kit, user_id, RequestedFactor.TOTP, code=totp.wrong_code(at=kit.clock.now()))
+    assert kit.ports.failures.state(user_id).failures == 3
+
+    with pytest.raises(WrongCodeError) as caught:
+        issue(kit, user_id, RequestedFactor.TOTP, code=code)
+
+    assert caught.value.details["reason"] == "replayed"
+    assert kit.ports.failures.state(user_id).failures == 4
+    kept = kit.store.get(caught.value.details["challenge_id"])
+    assert kept is not None
+    assert (kept.status, kept.attempts) == (ChallengeStatus.PENDING, 1)
+    verified = [e for e in kit.events(ChallengeFinished) if e.status is ChallengeStatus.VERIFIED]
+    assert len(verified) == 1
+
+
 def test_a_code_five_steps_old_is_refused_as_clock_skew(kit: ServiceKit) -> None:
     challenge_id, totp = totp_challenge(kit)
 

@@ -8,6 +8,15 @@ local FINAL_TRANSITION = {
   failed = 'completed', expired = 'expired', locked = 'locked',
 }
 
+-- Raise a TOTP factor's last accepted step to `step`, kept `keep_ms`; false when the step is
+-- not above it (a code used already: RFC 6238 §5.2).
+local function claim_step(key, step, keep_ms)
+  local last = tonumber(redis.call('GET', key))
+  if last and tonumber(step) <= last then return false end
+  redis.call('SET', key, step, 'PX', keep_ms)
+  return true
+end
+
 local function notify(channel, status)
   redis.call('PUBLISH', channel, status)
 end
