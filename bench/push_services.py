@@ -67,6 +67,8 @@ def measure(logins: int) -> dict[str, float]:
             body = phone.answer(
                 view.challenge.challenge_id, "approve", number=view.challenge.number_match
             )
+            # Built here, not with `services.push.answer_from_wire`: `--compare` runs this on
+            # older checkouts, which do not have it.
             answers.append(
                 PushAnswer(
                     challenge_id=body["challenge_id"],

@@ -111,6 +111,28 @@ def decode_signature(value: object) -> bytes:
     return raw
 
 
+def answer_from_wire(
+    *,
+    challenge_id: str,
+    device_id: str,
+    decision: str,
+    timestamp: int,
+    signature: str,
+    number: str | None = None,
+    reason: str | None = None,
+) -> PushAnswer:
+    """An answer as `POST /v1/push/responses` carries it, its signature decoded."""
+    return PushAnswer(
+        challenge_id=challenge_id,
+        device_id=device_id,
+        decision=Decision(decision),
+        number=number,
+        reason=reason,
+        timestamp=timestamp,
+        signature=decode_signature(signature),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceRegistration:
     factor: Factor

@@ -13,8 +13,7 @@ import pytest
 
 from mfa_pipeline.cli.device import SimulatedDevice
 from mfa_pipeline.domain.challenges import ChallengeStatus, RequestedFactor
-from mfa_pipeline.domain.push import Decision, PushAnswer
-from mfa_pipeline.services.push import decode_signature
+from mfa_pipeline.services.push import answer_from_wire
 from tests.unit.service_kit import ServiceKit, make_kit
 
 
@@ -36,16 +35,7 @@ def approve(kit: ServiceKit, user_id: str, device: SimulatedDevice) -> Challenge
     body: dict[str, Any] = device.answer(
         cid, "approve", number=view.challenge.number_match, timestamp=int(kit.clock.now())
     )
-    answer = PushAnswer(
-        challenge_id=cid,
-        device_id=body["device_id"],
-        decision=Decision(body["decision"]),
-        number=body["number"],
-        reason=None,
-        timestamp=body["timestamp"],
-        signature=decode_signature(body["signature"]),
-    )
-    return kit.services.push_answers.answer(answer)
+    return kit.services.push_answers.answer(answer_from_wire(**body))
 
 
 def test_an_approval_without_a_lock_in_force_writes_nothing_to_the_user_row(

@@ -17,8 +17,7 @@ from mfa_pipeline.api.schemas import (
     PushResponseOut,
 )
 from mfa_pipeline.domain.challenges import RequestContext
-from mfa_pipeline.domain.push import Decision, PushAnswer
-from mfa_pipeline.services.push import decode_signature
+from mfa_pipeline.services.push import answer_from_wire
 
 router = APIRouter(tags=["push"])
 UserIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -82,14 +81,14 @@ async def push_response(body: PushResponseBody, push_answers: PushAnswersDep) ->
     calls, and the waiting login page is woken the sooner. The answer is serialized once
     here, not validated again against the response model.
     """
-    answer = PushAnswer(
+    answer = answer_from_wire(
         challenge_id=body.challenge_id,
         device_id=body.device_id,
-        decision=Decision(body.decision),
+        decision=body.decision,
         number=body.number,
         reason=body.reason,
         timestamp=body.timestamp,
-        signature=decode_signature(body.signature),
+        signature=body.signature,
     )
     status = push_answers.answer(answer)
     out = PushResponseOut(challenge_id=body.challenge_id, status=status.value)
