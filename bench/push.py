@@ -36,6 +36,7 @@ import aiohttp
 import pyotp
 
 from bench.arrivals import Arrivals
+from bench.report import add_compare_and_profile
 from bench.stack import API_KEY, ROOT, Stack
 from bench.wrk import SERVICE_ENV, Users, measure, portable, start_bare
 from mfa_pipeline.cli.device import SimulatedDevice
@@ -462,16 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--pool", default="prefork:2", help="push worker pool:concurrency")
     parser.add_argument("--bare-seconds", type=float, default=4.0, help="0: skip the bare figure")
-    parser.add_argument(
-        "--compare",
-        type=Path,
-        metavar="DIR",
-        help="also measure the API from another checkout (e.g. `git worktree add DIR main`)",
-    )
-    parser.add_argument("--profile", metavar="DIR", help="also record py-spy profiles there")
-    parser.add_argument(
-        "--profile-format", default="flamegraph", choices=("flamegraph", "raw", "speedscope")
-    )
+    add_compare_and_profile(parser, profiles="py-spy profiles")
     args = parser.parse_args(argv)
     args.seconds = min(args.seconds, MAX_SECONDS)
     # The fake FCM answers from threads of this process while the client's event loop keeps

@@ -10,7 +10,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
+
+
+def add_compare_and_profile(parser: argparse.ArgumentParser, *, profiles: str) -> None:
+    """`--compare DIR` (another checkout's code, in the same run) and `--profile DIR` (py-spy)."""
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="DIR",
+        help="also measure the API from another checkout (e.g. `git worktree add DIR main`)",
+    )
+    parser.add_argument("--profile", metavar="DIR", help=f"also record {profiles} there")
+    parser.add_argument(
+        "--profile-format", default="flamegraph", choices=("flamegraph", "raw", "speedscope")
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

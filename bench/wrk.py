@@ -45,7 +45,7 @@ import httpx
 import pyotp
 import sqlalchemy as sa
 
-from bench.report import machine, write_json
+from bench.report import add_compare_and_profile, machine, write_json
 from bench.seed import Seeder
 from bench.stack import API_KEY, ROOT, START_SECONDS, Child, Stack
 from mfa_pipeline.cli.embedded_redis import free_port
@@ -546,16 +546,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=20000, help="fresh users per measured run")
     parser.add_argument("--warm-users", type=int, default=4000)
     parser.add_argument("--no-tracing", action="store_true", help="skip the tracing-on runs")
-    parser.add_argument(
-        "--compare",
-        type=Path,
-        metavar="DIR",
-        help="also measure the API from another checkout (e.g. `git worktree add DIR main`)",
-    )
-    parser.add_argument("--profile", metavar="DIR", help="also record py-spy flame graphs there")
-    parser.add_argument(
-        "--profile-format", default="flamegraph", choices=("flamegraph", "raw", "speedscope")
-    )
+    add_compare_and_profile(parser, profiles="py-spy flame graphs")
     parser.add_argument("--out", type=Path, default=OUT)
     return parser.parse_args(argv)
 
